@@ -1,0 +1,39 @@
+// The sdlens command-line program: parses options and hands the work to the library.
+// Exit codes: 0 success, 2 bad input or usage, 1 internal failure.
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include <sdlens/sdlens.hpp>
+
+#include "cli.hpp"
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"sdlens " SDLENS_VERSION_STRING ": find, explain and use the singular defects of language models"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", SDLENS_VERSION_STRING);
+
+    // Every subcommand, registered in one place.
+    sdlens::cli::register_info(app);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "sdlens: %s (see sdlens --help)\n", e.what());
+        return 2;
+    } catch (const sdlens::input_error& e) {
+        std::fprintf(stderr, "sdlens: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "sdlens: internal error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

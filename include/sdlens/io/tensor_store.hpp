@@ -4,6 +4,7 @@
 // either way a tensor_info stays valid as long as its store does.
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,7 +61,8 @@ public:
     explicit tensor_store(std::string source) : source_(std::move(source)) {}
 
     const std::string& source() const { return source_; }
-    const std::vector<tensor_info>& tensors() const { return tensors_; }
+    // A deque: adding a tensor never moves the ones added before, so views taken early stay valid.
+    const std::deque<tensor_info>& tensors() const { return tensors_; }
 
     const tensor_info* find(std::string_view name) const
     {
@@ -102,7 +104,7 @@ public:
 
 private:
     std::string source_;
-    std::vector<tensor_info> tensors_;
+    std::deque<tensor_info> tensors_;
     std::map<std::string, std::size_t> index_;
     std::vector<std::shared_ptr<const void>> owners_;
 };

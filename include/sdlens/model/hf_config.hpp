@@ -1,0 +1,291 @@
+#pragma once
+// Reads a Hugging Face config.json into a model_config, family by family, with the defaults the
+// transformers config classes use for absent keys. Anything the forward pass could not reproduce
+// (ALiBi, RoPE scaling, a gated MLP bias) is refused rather than silently approximated.
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "sdlens/core/error.hpp"
+#include "sdlens/model/config.hpp"
+
+namespace sdlens {
+
+inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon"; }
+
+namespace detail {
+
+// Typed access to config.json keys; a key may have several historical names (GPT-2's n_embd is
+// also hidden_size). Absent and null are the same: the family default applies.
+class hf_keys {
+public:
+    hf_keys(const nlohmann::json& j, std::string source) : j_(j), source_(std::move(source)) {}
+
+    const nlohmann::json* find(std::initializer_list<const char*> names) const
+    {
+        for (const char* n : names) {
+            auto it = j_.find(n);
+            if (it != j_.end() && !it->is_null()) return &*it;
+        }
+        return nullptr;
+    }
+    bool has(std::initializer_list<const char*> names) const { return find(names) != nullptr; }
+
+    std::int64_t positive(std::initializer_list<const char*> names) const
+    {
+        const auto* v = find(names);
+        if (!v) fail_input(source_, std::string("config key '") + *names.begin() + "' is missing");
+        return positive_value(*v, *names.begin());
+    }
+    std::int64_t positive_or(std::initializer_list<const char*> names, std::int64_t fallback) const
+    {
+        const auto* v = find(names);
+        return v ? positive_value(*v, *names.begin()) : fallback;
+    }
+    double number_or(std::initializer_list<const char*> names, double fallback) const
+    {
+        const auto* v = find(names);
+        if (!v) return fallback;
+        if (!v->is_number() || !std::isfinite(v->get<double>()))
+            fail_input(source_, std::string("config key '") + *names.begin() + "' is not a finite number");
+        return v->get<double>();
+    }
+    bool boolean_or(std::initializer_list<const char*> names, bool fallback) const
+    {
+        const auto* v = find(names);
+        if (!v) return fallback;
+        if (!v->is_boolean()) fail_input(source_, std::string("config key '") + *names.begin() + "' is not true or false");
+        return v->get<bool>();
+    }
+    std::string string_or(std::initializer_list<const char*> names, const std::string& fallback) const
+    {
+        const auto* v = find(names);
+        if (!v) return fallback;
+        if (!v->is_string()) fail_input(source_, std::string("config key '") + *names.begin() + "' is not a string");
+        return v->get<std::string>();
+    }
+    // bos/eos ids: an integer, or a list whose first element counts (Llama 3 lists several eos).
+    std::int64_t token_id(const char* name) const
+    {
+        const auto* v = find({name});
+        if (v && v->is_array()) v = v->empty() ? nullptr : &v->front();
+        if (!v) return -1;
+        if (!v->is_number_integer() || v->get<std::int64_t>() < 0)
+            fail_input(source_, std::string("config key '") + name + "' is not a token id");
+        return v->get<std::int64_t>();
+    }
+    [[noreturn]] void fail(const std::string& problem) const { fail_input(source_, problem); }
+    void require(bool ok, const std::string& problem) const
+    {
+        if (!ok) fail(problem);
+    }
+
+private:
+    std::int64_t positive_value(const nlohmann::json& v, const char* name) const
+    {
+        // 2^40 bounds every size a real model has while keeping products of two sizes in int64.
+        if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 || v.get<std::int64_t>() > (std::int64_t(1) << 40))
+            fail_input(source_, std::string("config key '") + name + "' is not a positive integer");
+        return v.get<std::int64_t>();
+    }
+
+    const nlohmann::json& j_;
+    std::string source_;
+};
+
+inline model_family hf_family(const hf_keys& k)
+{
+    struct entry {
+        const char* model_type;
+        const char* architecture;
+        model_family family;
+    };
+    static constexpr entry known[] = {
+        {"llama", "LlamaForCausalLM", model_family::llama},    {"mistral", "MistralForCausalLM", model_family::mistral},
+        {"qwen2", "Qwen2ForCausalLM", model_family::qwen2},    {"phi3", "Phi3ForCausalLM", model_family::phi3},
+        {"gpt2", "GPT2LMHeadModel", model_family::gpt2},       {"gpt_neox", "GPTNeoXForCausalLM", model_family::neox},
+        {"falcon", "FalconForCausalLM", model_family::falcon},
+    };
+    const std::string type = k.string_or({"model_type"}, "");
+    std::string arch;
+    if (const auto* a = k.find({"architectures"}); a && a->is_array() && !a->empty() && a->front().is_string())
+        arch = a->front().get<std::string>();
+    for (const auto& e : known)
+        if (type == e.model_type || (type.empty() && arch == e.architecture)) return e.family;
+    k.fail("unsupported model_type '" + (type.empty() ? arch : type) + "' (supported: " + hf_supported_model_types() + ")");
+}
+
+inline activation_kind hf_gelu(const hf_keys& k, const std::string& act)
+{
+    if (act == "gelu") return activation_kind::gelu_erf;
+    if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast") return activation_kind::gelu_tanh;
+    k.fail("unsupported activation '" + act + "'");
+}
+
+inline void hf_refuse_rope_scaling(const hf_keys& k)
+{
+    if (k.has({"rope_scaling"})) k.fail("config key 'rope_scaling' is set: RoPE scaling is unsupported");
+}
+
+// Llama, Mistral, Qwen2 and Phi-3 share one layout of keys.
+inline void hf_llama_like(const hf_keys& k, model_config& c)
+{
+    c.hidden_size = k.positive({"hidden_size"});
+    c.num_layers = k.positive({"num_hidden_layers"});
+    c.num_heads = k.positive({"num_attention_heads"});
+    c.num_kv_heads = k.positive_or({"num_key_value_heads"}, c.num_heads);
+    c.ffn_size = k.positive({"intermediate_size"});
+    c.vocab_size = k.positive({"vocab_size"});
+    c.max_positions = k.positive_or({"max_position_embeddings"}, 2048);
+    c.norm = norm_kind::rms;
+    c.norm_eps = k.number_or({"rms_norm_eps"}, 1e-6);
+    const auto act = k.string_or({"hidden_act"}, "silu");
+    k.require(act == "silu", "unsupported hidden_act '" + act + "' (only silu gated MLPs)");
+    c.activation = activation_kind::swiglu;
+    c.rope = rope_style::half;
+    c.rope_theta = k.number_or({"rope_theta"}, 10000.0);
+    hf_refuse_rope_scaling(k);
+    c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, false);
+}
+
+inline void hf_head_dim(const hf_keys& k, model_config& c, bool from_config)
+{
+    if (from_config && k.has({"head_dim"})) {
+        c.head_dim = k.positive({"head_dim"});
+    } else {
+        k.require(c.hidden_size % c.num_heads == 0, "hidden size " + std::to_string(c.hidden_size) +
+                                                        " is not a multiple of the head count " + std::to_string(c.num_heads));
+        c.head_dim = c.hidden_size / c.num_heads;
+    }
+}
+
+}  // namespace detail
+
+// The model_config a config.json describes; weight_dtype is left for the tensors to tell.
+inline model_config hf_model_config(const nlohmann::json& config, const std::string& source)
+{
+    if (!config.is_object()) fail_input(source, "config is not a JSON object");
+    const detail::hf_keys k(config, source);
+    model_config c;
+    c.family = detail::hf_family(k);
+    c.bos_token = k.token_id("bos_token_id");
+    c.eos_token = k.token_id("eos_token_id");
+    switch (c.family) {
+    case model_family::llama:
+    case model_family::mistral:
+    case model_family::qwen2:
+    case model_family::phi3: {
+        detail::hf_llama_like(k, c);
+        detail::hf_head_dim(k, c, true);
+        c.rotary_dims = c.head_dim;
+        if (c.family == model_family::phi3) {
+            const double factor = k.number_or({"partial_rotary_factor"}, 1.0);
+            k.require(factor > 0 && factor <= 1, "config key 'partial_rotary_factor' is not in (0, 1]");
+            c.rotary_dims = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * factor);
+        }
+        if (c.family == model_family::qwen2) c.bias.qkv = true;
+        if (c.family == model_family::llama) {
+            c.bias.qkv = c.bias.o = k.boolean_or({"attention_bias"}, false);
+            k.require(!k.boolean_or({"mlp_bias"}, false), "config key 'mlp_bias' is true: biased gated MLPs are unsupported");
+        }
+        break;
+    }
+    case model_family::gpt2: {
+        c.hidden_size = k.positive({"n_embd", "hidden_size"});
+        c.num_layers = k.positive({"n_layer", "num_hidden_layers"});
+        c.num_heads = k.positive({"n_head", "num_attention_heads"});
+        c.num_kv_heads = c.num_heads;
+        detail::hf_head_dim(k, c, false);
+        c.ffn_size = k.positive_or({"n_inner"}, 4 * c.hidden_size);
+        c.vocab_size = k.positive({"vocab_size"});
+        c.max_positions = k.positive({"n_positions", "max_position_embeddings"});
+        c.norm = norm_kind::layer;
+        c.norm_eps = k.number_or({"layer_norm_epsilon"}, 1e-5);
+        c.activation = detail::hf_gelu(k, k.string_or({"activation_function"}, "gelu_new"));
+        c.rope = rope_style::none;
+        c.learned_positions = true;
+        c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, true);
+        c.bias = {true, true, true, true};
+        k.require(!k.boolean_or({"scale_attn_by_inverse_layer_idx"}, false),
+                  "config key 'scale_attn_by_inverse_layer_idx' is true: unsupported");
+        k.require(k.boolean_or({"scale_attn_weights"}, true), "config key 'scale_attn_weights' is false: unsupported");
+        break;
+    }
+    case model_family::neox: {
+        c.hidden_size = k.positive({"hidden_size"});
+        c.num_layers = k.positive({"num_hidden_layers"});
+        c.num_heads = k.positive({"num_attention_heads"});
+        c.num_kv_heads = c.num_heads;
+        detail::hf_head_dim(k, c, false);
+        c.ffn_size = k.positive({"intermediate_size"});
+        c.vocab_size = k.positive({"vocab_size"});
+        c.max_positions = k.positive_or({"max_position_embeddings"}, 2048);
+        c.norm = norm_kind::layer;
+        c.norm_eps = k.number_or({"layer_norm_eps"}, 1e-5);
+        c.activation = detail::hf_gelu(k, k.string_or({"hidden_act"}, "gelu"));
+        c.parallel_residual = k.boolean_or({"use_parallel_residual"}, true);
+        c.rope = rope_style::half;
+        const double pct = k.number_or({"rotary_pct", "partial_rotary_factor"}, 0.25);
+        k.require(pct > 0 && pct <= 1, "config key 'rotary_pct' is not in (0, 1]");
+        c.rotary_dims = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * pct);  // int() as transformers does
+        c.rope_theta = k.number_or({"rope_theta", "rotary_emb_base"}, 10000.0);
+        detail::hf_refuse_rope_scaling(k);
+        c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, false);
+        const bool attention_bias = k.boolean_or({"attention_bias"}, true);
+        c.bias = {attention_bias, attention_bias, true, true};
+        break;
+    }
+    case model_family::falcon: {
+        k.require(!k.boolean_or({"alibi"}, false), "config key 'alibi' is true: ALiBi Falcon models are unsupported");
+        k.require(!k.boolean_or({"apply_residual_connection_post_layernorm"}, false),
+                  "config key 'apply_residual_connection_post_layernorm' is true: unsupported");
+        c.hidden_size = k.positive({"hidden_size", "n_embd"});
+        c.num_layers = k.positive({"num_hidden_layers", "n_layer"});
+        c.num_heads = k.positive({"num_attention_heads", "n_head"});
+        detail::hf_head_dim(k, c, false);
+        const bool new_arch = k.boolean_or({"new_decoder_architecture"}, false);
+        const bool multi_query = k.boolean_or({"multi_query"}, true);
+        const bool parallel = k.boolean_or({"parallel_attn"}, true);
+        const std::int64_t kv = k.positive_or({"num_kv_heads", "n_head_kv"}, c.num_heads);
+        if (new_arch) {
+            k.require(c.num_heads % kv == 0, "num_attention_heads is not a multiple of num_kv_heads");
+            const std::int64_t lns = k.positive_or({"num_ln_in_parallel_attn"}, 2);
+            k.require(lns == 1 || lns == 2, "config key 'num_ln_in_parallel_attn' is neither 1 nor 2");
+            k.require(parallel, "new_decoder_architecture without parallel_attn is unsupported");
+            c.num_kv_heads = kv;
+            c.parallel_residual = true;
+            c.shared_input_norm = lns == 1;
+        } else {
+            c.num_kv_heads = multi_query ? 1 : c.num_heads;
+            k.require(multi_query || kv == c.num_heads, "num_kv_heads differs from num_attention_heads without multi_query");
+            c.parallel_residual = parallel;
+            c.shared_input_norm = parallel;
+        }
+        c.ffn_size = k.positive_or({"ffn_hidden_size"}, 4 * c.hidden_size);
+        c.vocab_size = k.positive({"vocab_size"});
+        c.max_positions = k.positive_or({"max_position_embeddings"}, 2048);
+        c.norm = norm_kind::layer;
+        c.norm_eps = k.number_or({"layer_norm_epsilon"}, 1e-5);
+        c.activation = detail::hf_gelu(k, k.string_or({"activation"}, "gelu"));
+        c.rope = rope_style::half;
+        c.rotary_dims = c.head_dim;
+        c.rope_theta = k.number_or({"rope_theta"}, 10000.0);
+        detail::hf_refuse_rope_scaling(k);
+        c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, true);
+        const bool bias = k.boolean_or({"bias"}, false);
+        c.bias = {bias, bias, bias, true};
+        break;
+    }
+    }
+    k.require(c.head_dim <= (std::int64_t(1) << 40) / c.num_heads, "heads x head_dim is impossibly large");
+    k.require(c.num_heads % c.num_kv_heads == 0, "the head count " + std::to_string(c.num_heads) +
+                                                     " is not a multiple of the key/value head count " + std::to_string(c.num_kv_heads));
+    k.require(c.rotary_dims % 2 == 0 && c.rotary_dims <= c.head_dim,
+              "rotary dimensions " + std::to_string(c.rotary_dims) + " are odd or exceed the head size");
+    return c;
+}
+
+}  // namespace sdlens

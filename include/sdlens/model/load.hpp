@@ -10,6 +10,9 @@
 // Each format's reader and family adapter.
 #include "sdlens/io/safetensors.hpp"
 #include "sdlens/model/hf_families.hpp"
+#include "sdlens/io/gguf.hpp"
+#include "sdlens/io/llama2c.hpp"
+#include "sdlens/model/gguf_families.hpp"
 
 namespace sdlens {
 
@@ -23,6 +26,15 @@ inline model load_model(const std::string& path, const load_options& options = {
     std::error_code ec;
     if (!fs::exists(path, ec)) fail_input(path, "no such file or directory");
     (void)options;
+    if (fs::is_regular_file(path, ec)) {
+        // GGUF by its magic; llama2.c by its "ak42" magic or, for the legacy layout that has
+        // none, by a header whose implied size is exactly the file's.
+        auto file = std::make_shared<const mapped_file>(path);
+        if (looks_like_gguf(file->data(), file->size()))
+            return build_gguf_model(std::make_shared<const checkpoint>(parse_gguf(file->data(), file->size(), path, file)));
+        if (looks_like_llama2c(file->data(), file->size()))
+            return build_llama2c_model(std::make_shared<const checkpoint>(parse_llama2c(file->data(), file->size(), path, file)));
+    }
     auto ckpt = std::make_shared<const checkpoint>(read_safetensors(path));
     return build_hf_model(ckpt);
 }

@@ -1,0 +1,223 @@
+#pragma once
+// Dot products of one stored weight row (f32 or bf16) with an f32 activation row, and bf16 -> f32
+// row decoding: the inner loops of one-token generation, which is bound by memory bandwidth.
+// On x86-64 they use AVX2+FMA when the CPU has it, chosen at run time, so that a build without
+// -mavx2 (the default) still streams weights at full speed; plain loops elsewhere.
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SDLENS_X86_DISPATCH 1
+#endif
+
+namespace sdlens::kernels {
+
+inline float dot_f32_plain(const float* w, const float* x, std::int64_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // eight partial sums: vectorizable, less rounding drift
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] += w[i + k] * x[i + k];
+    float s = 0;
+    for (; i < n; ++i) s += w[i] * x[i];
+    for (float a : acc) s += a;
+    return s;
+}
+
+inline float bf16_bits_to_float(std::uint16_t b)
+{
+    const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+inline float dot_bf16_plain(const std::uint16_t* w, const float* x, std::int64_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] += bf16_bits_to_float(w[i + k]) * x[i + k];
+    float s = 0;
+    for (; i < n; ++i) s += bf16_bits_to_float(w[i]) * x[i];
+    for (float a : acc) s += a;
+    return s;
+}
+
+inline void bf16_to_f32_plain(const std::uint16_t* src, float* dst, std::int64_t n)
+{
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = bf16_bits_to_float(src[i]);
+}
+
+#ifdef SDLENS_X86_DISPATCH
+__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v)
+{
+    const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 s = _mm_add_ps(lo, hi);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) inline float dot_f32_avx2(const float* w, const float* x, std::int64_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    std::int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; ++i) s += w[i] * x[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 load_bf16x8(const std::uint16_t* p)
+{
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma"))) inline float dot_bf16_avx2(const std::uint16_t* w, const float* x, std::int64_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    std::int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_bf16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_bf16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; ++i) s += bf16_bits_to_float(w[i]) * x[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) inline void bf16_to_f32_avx2(const std::uint16_t* src, float* dst, std::int64_t n)
+{
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(src + i));
+    for (; i < n; ++i) dst[i] = bf16_bits_to_float(src[i]);
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma"))) inline __m256 load8(const std::uint16_t* p) { return load_bf16x8(p); }
+inline float load1(const float* p) { return *p; }
+inline float load1(const std::uint16_t* p) { return bf16_bits_to_float(*p); }
+
+// Y[t][n] += sum_{k in [k0, k1)} X[t][k] * W_n[k] for a tile of 4 rows of X and 4 weight rows:
+// 16 accumulators of 8 lanes, each weight and activation vector loaded once per step.
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void tile_4x4_avx2(const float* const* x, const WT* const* w, std::int64_t k0,
+                                                              std::int64_t k1, float* const* y, std::int64_t n)
+{
+    __m256 acc[4][4];
+    for (auto& r : acc)
+        for (auto& a : r) a = _mm256_setzero_ps();
+    std::int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        const __m256 w0 = load8(w[0] + k), w1 = load8(w[1] + k), w2 = load8(w[2] + k), w3 = load8(w[3] + k);
+        for (int t = 0; t < 4; ++t) {
+            const __m256 xv = _mm256_loadu_ps(x[t] + k);
+            acc[t][0] = _mm256_fmadd_ps(xv, w0, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(xv, w1, acc[t][1]);
+            acc[t][2] = _mm256_fmadd_ps(xv, w2, acc[t][2]);
+            acc[t][3] = _mm256_fmadd_ps(xv, w3, acc[t][3]);
+        }
+    }
+    for (int t = 0; t < 4; ++t)
+        for (int j = 0; j < 4; ++j) {
+            float s = hsum_avx2(acc[t][j]);
+            for (std::int64_t kk = k; kk < k1; ++kk) s += x[t][kk] * load1(w[j] + kk);
+            y[t][n + j] += s;
+        }
+}
+
+// One tile of any shape up to 4 x 4 (the edges), one dot product at a time.
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void tile_edge_avx2(const float* const* x, int nt, const WT* const* w, int nw,
+                                                               std::int64_t k0, std::int64_t k1, float* const* y, std::int64_t n)
+{
+    for (int t = 0; t < nt; ++t)
+        for (int j = 0; j < nw; ++j) {
+            __m256 a = _mm256_setzero_ps();
+            std::int64_t k = k0;
+            for (; k + 8 <= k1; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + k), load8(w[j] + k), a);
+            float s = hsum_avx2(a);
+            for (; k < k1; ++k) s += x[t][k] * load1(w[j] + k);
+            y[t][n + j] += s;
+        }
+}
+
+// Y (T x N, row stride ldy) = X (T x K, row stride ldx) times the transposes of N weight rows
+// given by pointers: a cache-blocked matrix product for builds without AVX2 (where Eigen's GEMM
+// uses SSE only). The caller splits N between threads.
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void gemm_nt_avx2(const float* X, std::int64_t ldx, std::int64_t T,
+                                                             const WT* const* w, std::int64_t N, std::int64_t K, float* Y,
+                                                             std::int64_t ldy)
+{
+    constexpr std::int64_t kc = 512;  // 4 + 4 rows of 512 floats: the tile's operands fit in L1
+    for (std::int64_t t = 0; t < T; ++t)
+        for (std::int64_t n = 0; n < N; ++n) Y[t * ldy + n] = 0.0f;
+    for (std::int64_t k0 = 0; k0 < K; k0 += kc) {
+        const std::int64_t k1 = k0 + kc < K ? k0 + kc : K;
+        for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
+            const int nt = static_cast<int>(T - t0 < 4 ? T - t0 : 4);
+            const float* x[4];
+            float* y[4];
+            for (int i = 0; i < 4; ++i) {
+                const std::int64_t t = t0 + (i < nt ? i : 0);
+                x[i] = X + t * ldx;
+                y[i] = Y + t * ldy;
+            }
+            std::int64_t n = 0;
+            if (nt == 4)
+                for (; n + 4 <= N; n += 4) tile_4x4_avx2(x, w + n, k0, k1, y, n);
+            if (n < N || nt < 4) {
+                for (; n < N; n += 4) {
+                    const int nw = static_cast<int>(N - n < 4 ? N - n : 4);
+                    tile_edge_avx2(x, nt, w + n, nw, k0, k1, y, n);
+                }
+            }
+        }
+    }
+}
+
+inline bool has_avx2_fma()
+{
+    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return yes;
+}
+#endif
+
+inline float dot_f32(const float* w, const float* x, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return dot_f32_avx2(w, x, n);
+#endif
+    return dot_f32_plain(w, x, n);
+}
+
+inline float dot_bf16(const std::uint16_t* w, const float* x, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return dot_bf16_avx2(w, x, n);
+#endif
+    return dot_bf16_plain(w, x, n);
+}
+
+inline void bf16_to_f32(const std::uint16_t* src, float* dst, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return bf16_to_f32_avx2(src, dst, n);
+#endif
+    bf16_to_f32_plain(src, dst, n);
+}
+
+}  // namespace sdlens::kernels

@@ -1,0 +1,173 @@
+#pragma once
+// Y = X W^T for a stored weight W seen through a matrix_view. Weights that already are f32 in
+// memory (one run of rows, or of columns for a transposed tensor) are read in place through an
+// Eigen::Map; other dtypes are decoded, the whole matrix into a reused buffer when X has many
+// rows (the decode is then small next to the product), a few rows at a time otherwise (one
+// token: the product is as cheap as the decode, and a full copy would double memory traffic).
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "sdlens/core/error.hpp"
+#include "sdlens/forward/dot_kernels.hpp"
+#include "sdlens/model/matrix_view.hpp"
+
+namespace sdlens {
+
+// Row-major rows of a stored (out, in) tensor, or columns of a stored (in, out) one.
+using strided_rows_map = Eigen::Map<const row_matrix<float>, 0, Eigen::OuterStride<>>;
+using strided_cols_map = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+
+// Products smaller than this many weights run on one thread: starting a parallel region costs
+// more than they do (and much more when the machine is oversubscribed).
+constexpr std::int64_t parallel_min_weights = std::int64_t(1) << 17;
+
+// True when the view's canonical matrix is a strided block of f32 values in memory.
+inline bool is_f32_in_place(const matrix_view& w)
+{
+    return w.tensor->type == dtype::f32 && w.runs.size() == 1 &&
+           reinterpret_cast<std::uintptr_t>(w.tensor->data) % alignof(float) == 0;
+}
+
+// Calls fn with an Eigen expression of the view's canonical (rows x cols) matrix, read in place.
+// Only for views where is_f32_in_place holds.
+template <class Fn>
+decltype(auto) with_f32_map(const matrix_view& w, Fn&& fn)
+{
+    const float* base = reinterpret_cast<const float*>(w.tensor->data);
+    const std::int64_t stride = w.tensor->cols();
+    const std::int64_t first = w.runs.front().first;
+    if (!w.transposed) return fn(strided_rows_map(base + first * stride, w.rows, w.cols, Eigen::OuterStride<>(stride)));
+    return fn(strided_cols_map(base + first, w.rows, w.cols, Eigen::OuterStride<>(stride)));
+}
+
+// True when every canonical row is a stored row of f32 or bf16 values the dot kernels can read.
+inline bool has_plain_rows(const matrix_view& w)
+{
+    const auto t = w.tensor->type;
+    const auto addr = reinterpret_cast<std::uintptr_t>(w.tensor->data);
+    return !w.transposed && ((t == dtype::f32 && addr % alignof(float) == 0) ||
+                             (t == dtype::bf16 && addr % alignof(std::uint16_t) == 0));
+}
+
+// Calls fn(canonical row, pointer to its stored elements) for rows [r0, r0 + n) of a view with
+// plain rows.
+template <class Fn>
+void for_each_stored_row(const matrix_view& w, std::int64_t r0, std::int64_t n, Fn&& fn)
+{
+    const std::int64_t elem = w.tensor->type == dtype::f32 ? 4 : 2;
+    const std::int64_t stride = w.tensor->cols() * elem;
+    std::int64_t r = 0;
+    for (const auto& u : w.runs) {
+        const std::int64_t lo = std::max(r0, r), hi = std::min(r0 + n, r + u.count);
+        for (std::int64_t cr = lo; cr < hi; ++cr) fn(cr, w.tensor->data + (u.first + cr - r) * stride);
+        r += u.count;
+        if (r >= r0 + n) break;
+    }
+}
+
+// Decodes the whole view into buf (rows x cols), rows in parallel.
+inline void decode_matrix(const matrix_view& w, row_matrix<float>& buf)
+{
+    buf.resize(w.rows, w.cols);
+    constexpr std::int64_t chunk = 32;
+    const std::int64_t rows = w.rows;
+    const bool fast_bf16 = has_plain_rows(w) && w.tensor->type == dtype::bf16;
+#pragma omp parallel for schedule(static) if (rows * w.cols >= parallel_min_weights)
+    for (std::int64_t r0 = 0; r0 < rows; r0 += chunk) {
+        const std::int64_t n = std::min(chunk, rows - r0);
+        if (fast_bf16) {
+            for_each_stored_row(w, r0, n, [&](std::int64_t r, const std::byte* p) {
+                kernels::bf16_to_f32(reinterpret_cast<const std::uint16_t*>(p), buf.data() + r * w.cols, w.cols);
+            });
+        } else {
+            read_rows(w, r0, n, buf.data() + r0 * w.cols);
+        }
+    }
+}
+
+#ifdef SDLENS_X86_DISPATCH
+// Y = X W^T with the AVX2 kernel, threads splitting the weight rows.
+template <class WT>
+void gemm_plain_rows(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y)
+{
+    std::vector<const WT*> rows(static_cast<std::size_t>(w.rows));
+    for_each_stored_row(w, 0, w.rows, [&](std::int64_t r, const std::byte* p) { rows[r] = reinterpret_cast<const WT*>(p); });
+    constexpr std::int64_t block = 64;
+    const std::int64_t n = w.rows, T = X.rows(), K = w.cols;
+#pragma omp parallel for schedule(dynamic, 1) if (n * K >= parallel_min_weights)
+    for (std::int64_t r0 = 0; r0 < n; r0 += block)
+        kernels::gemm_nt_avx2(X.data(), K, T, rows.data() + r0, std::min(block, n - r0), K, Y.data() + r0, n);
+}
+#endif
+
+// Below this many rows of X, products go through the row-blocked GEMV path.
+constexpr std::int64_t gemv_max_rows = 4;
+
+// Y (T x out) = X (T x in) W^T. scratch is reused between calls for decoded weights.
+inline void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, row_matrix<float>& scratch)
+{
+    const std::int64_t T = X.rows();
+    if (X.cols() != w.cols)
+        throw input_error(w.tensor->name + ": takes inputs of " + std::to_string(w.cols) + " values, the model gives it " +
+                          std::to_string(X.cols()));
+    Y.resize(T, w.rows);
+    if (T == 0 || w.rows == 0) return;
+    if (T > gemv_max_rows) {
+#if defined(SDLENS_X86_DISPATCH) && !defined(__AVX2__)
+        // Built without AVX2, Eigen's GEMM is SSE-only: use the AVX2 kernel when the CPU has it.
+        if (has_plain_rows(w) && kernels::has_avx2_fma()) {
+            if (w.tensor->type == dtype::f32) gemm_plain_rows<float>(X, w, Y);
+            else gemm_plain_rows<std::uint16_t>(X, w, Y);
+            return;
+        }
+#endif
+        // Eigen runs the GEMM on all OpenMP threads.
+        if (is_f32_in_place(w)) {
+            with_f32_map(w, [&](const auto& W) { Y.noalias() = X * W.transpose(); });
+        } else {
+            decode_matrix(w, scratch);
+            Y.noalias() = X * scratch.transpose();
+        }
+        return;
+    }
+    // Eigen's matrix-vector products are single-threaded: split the output rows between threads.
+    constexpr std::int64_t block = 64;
+    const std::int64_t rows = w.rows, cols = w.cols;
+    if (has_plain_rows(w)) {
+        // Stream each stored row once through the dot kernels (the weights are read in place).
+        const bool bf16 = w.tensor->type == dtype::bf16;
+#pragma omp parallel for schedule(static) if (rows * cols >= parallel_min_weights)
+        for (std::int64_t r0 = 0; r0 < rows; r0 += block) {
+            for_each_stored_row(w, r0, std::min(block, rows - r0), [&](std::int64_t r, const std::byte* p) {
+                for (std::int64_t t = 0; t < T; ++t) {
+                    const float* x = X.row(t).data();
+                    Y(t, r) = bf16 ? kernels::dot_bf16(reinterpret_cast<const std::uint16_t*>(p), x, cols)
+                                   : kernels::dot_f32(reinterpret_cast<const float*>(p), x, cols);
+                }
+            });
+        }
+        return;
+    }
+    const bool in_place = is_f32_in_place(w);
+#pragma omp parallel if (rows * cols >= parallel_min_weights)
+    {
+        row_matrix<float> tile;
+#pragma omp for schedule(static)
+        for (std::int64_t r0 = 0; r0 < rows; r0 += block) {
+            const std::int64_t n = std::min(block, rows - r0);
+            if (in_place) {
+                with_f32_map(w, [&](const auto& W) { Y.middleCols(r0, n).noalias() = X * W.middleRows(r0, n).transpose(); });
+            } else {
+                tile.resize(n, cols);
+                read_rows(w, r0, n, tile.data());
+                Y.middleCols(r0, n).noalias() = X * tile.transpose();
+            }
+        }
+    }
+}
+
+}  // namespace sdlens

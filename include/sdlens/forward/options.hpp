@@ -1,0 +1,96 @@
+#pragma once
+// What a forward pass can be asked to do besides computing logits: capture hidden states and one
+// layer's FFN activations, switch attention off, remove a direction from an FFN input, and see or
+// change every linear layer. Every hook is off by default and costs nothing then.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <Eigen/Core>
+#include <xtensor/xtensor.hpp>
+
+#include "sdlens/model/matrix_view.hpp"
+
+namespace sdlens {
+
+enum class linear_kind { q, k, v, o, gate, up, down, lm_head };
+
+inline const char* linear_kind_name(linear_kind k)
+{
+    switch (k) {
+    case linear_kind::q: return "q";
+    case linear_kind::k: return "k";
+    case linear_kind::v: return "v";
+    case linear_kind::o: return "o";
+    case linear_kind::gate: return "gate";
+    case linear_kind::up: return "up";
+    case linear_kind::down: return "down";
+    case linear_kind::lm_head: return "lm_head";
+    }
+    return "?";
+}
+
+// Which product a linear hook is looking at. layer is 1-based; 0 for lm_head (in no block).
+struct linear_site {
+    int layer = 0;
+    linear_kind kind = linear_kind::q;
+};
+
+// Sees the input activations (T x in) and the decoded weight (out x in, canonical orientation)
+// just before Y = X W^T, and may change either: both are private copies for this one product
+// (fake quantization of weights and activations is written as one of these).
+using linear_hook = std::function<void(const linear_site&, row_matrix<float>& input, row_matrix<float>& weight)>;
+
+// Removes the component of the FFN input along a direction: x <- x - (x . v) v, applied to the
+// normalized input that enters the FFN matrices (gate/up), at one layer (1-based). The direction
+// is normalized by the pass, so any nonzero vector will do.
+struct direction_ablation {
+    int layer = 0;
+    Eigen::VectorXf direction;
+};
+
+struct forward_options {
+    // Logits for every position (T x vocab) or only the last one (1 x vocab); none at all when
+    // only hidden states are wanted (saves the lm_head product, the largest one in small models).
+    enum class logits_mode { last, all, none };
+    logits_mode logits = logits_mode::last;
+
+    // Residual stream at every layer index 0..L (0 = embeddings, l = output of layer l, no final
+    // norm) into forward_result::hidden [L+1, T, d].
+    bool hidden_states = false;
+
+    // One layer (1-based; 0 = none) whose FFN input and output are kept (forward_result::ffn_*).
+    int capture_ffn_layer = 0;
+
+    // Attention output replaced by zero: in every layer, or in the listed layers (1-based).
+    bool zero_attention = false;
+    std::vector<int> zero_attention_layers;
+
+    std::vector<direction_ablation> ablations;
+
+    linear_hook on_linear;  // empty = weights are used as stored, without copies
+
+    bool attention_off(int layer) const
+    {
+        if (zero_attention) return true;
+        for (int l : zero_attention_layers)
+            if (l == layer) return true;
+        return false;
+    }
+};
+
+struct forward_result {
+    // (T x vocab) or (1 x vocab) for the last position, per forward_options::logits.
+    row_matrix<float> logits;
+    // [L+1, T, d] when forward_options::hidden_states; empty otherwise.
+    xt::xtensor<float, 3> hidden;
+    // For forward_options::capture_ffn_layer, each (T x d):
+    //   ffn_input_raw: the residual stream that enters the FFN's norm (for parallel blocks, the
+    //                  layer input; for sequential ones, the layer input plus attention);
+    //   ffn_input:     the normalized input that enters W_gate / W_up (after any ablation),
+    //                  the h of the paper's coefficient h . v_1;
+    //   ffn_output:    W_down(...) + bias, before it is added to the residual stream.
+    row_matrix<float> ffn_input_raw, ffn_input, ffn_output;
+};
+
+}  // namespace sdlens

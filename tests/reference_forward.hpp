@@ -1,0 +1,158 @@
+#pragma once
+// An independent float64 forward pass for the tests: written from the model definitions, one
+// position and one head at a time, over dense double matrices (materialize(model)). It shares
+// nothing with include/sdlens/forward/ beyond the model description.
+#include <cmath>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include <sdlens/model/dense_weights.hpp>
+
+namespace sdlens::test {
+
+struct reference_result {
+    std::vector<Eigen::MatrixXd> hidden;  // L+1 matrices, T x d
+    Eigen::MatrixXd logits;               // T x vocab
+    Eigen::MatrixXd ffn_input;            // normalized FFN input at ffn_layer (1-based), T x d
+};
+
+struct reference_options {
+    bool attention = true;
+    int ffn_layer = 0;
+};
+
+namespace ref {
+using Mat = Eigen::MatrixXd;
+using Vec = Eigen::VectorXd;
+
+inline Vec norm(const model_config& c, const Vec& x, const Eigen::VectorXf& g, const Eigen::VectorXf& b)
+{
+    const double n = static_cast<double>(x.size());
+    Vec y(x.size());
+    if (c.norm == norm_kind::rms) {
+        const double ms = x.squaredNorm() / n;
+        for (Eigen::Index i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c.norm_eps) * g[i];
+    } else {
+        const double mean = x.sum() / n;
+        double var = 0;
+        for (Eigen::Index i = 0; i < x.size(); ++i) var += (x[i] - mean) * (x[i] - mean);
+        var /= n;
+        for (Eigen::Index i = 0; i < x.size(); ++i)
+            y[i] = (x[i] - mean) / std::sqrt(var + c.norm_eps) * g[i] + (b.size() ? b[i] : 0.0);
+    }
+    return y;
+}
+
+inline Vec lin(const row_matrix<float>& W, const Eigen::VectorXf& b, const Vec& x)
+{
+    Vec y = W.cast<double>() * x;
+    if (b.size()) y += b.cast<double>();
+    return y;
+}
+
+// Rotates one head's vector in place at position pos.
+inline void rope(const model_config& c, double* v, int pos)
+{
+    if (c.rope == rope_style::none) return;
+    const int rot = static_cast<int>(c.rotary_dims);
+    for (int i = 0; i < rot / 2; ++i) {
+        const double freq = 1.0 / std::pow(c.rope_theta, 2.0 * i / rot);
+        const double ang = pos * freq;
+        const int a = c.rope == rope_style::adjacent ? 2 * i : i;
+        const int b = c.rope == rope_style::adjacent ? 2 * i + 1 : i + rot / 2;
+        const double x0 = v[a], x1 = v[b];
+        v[a] = x0 * std::cos(ang) - x1 * std::sin(ang);
+        v[b] = x0 * std::sin(ang) + x1 * std::cos(ang);
+    }
+}
+
+inline double act(activation_kind k, double x)
+{
+    if (k == activation_kind::gelu_tanh)
+        return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+}
+}  // namespace ref
+
+inline reference_result reference_forward(const model_config& c, const dense_weights& w, const std::vector<int>& tokens,
+                                          const reference_options& opt = {})
+{
+    using namespace ref;
+    const int T = static_cast<int>(tokens.size());
+    const int d = static_cast<int>(c.hidden_size), H = static_cast<int>(c.num_heads);
+    const int Hkv = static_cast<int>(c.num_kv_heads), hd = static_cast<int>(c.head_dim);
+    reference_result r;
+    r.ffn_input = Mat::Zero(T, d);
+
+    std::vector<Vec> x(T);
+    for (int t = 0; t < T; ++t) {
+        x[t] = w.token_embedding.row(tokens[t]).transpose().cast<double>();
+        if (c.learned_positions) x[t] += w.position_embedding.row(t).transpose().cast<double>();
+    }
+    auto snapshot = [&] {
+        Mat h(T, d);
+        for (int t = 0; t < T; ++t) h.row(t) = x[t].transpose();
+        r.hidden.push_back(h);
+    };
+    snapshot();
+
+    for (std::size_t l = 0; l < w.layers.size(); ++l) {
+        const dense_layer& L = w.layers[l];
+        std::vector<Vec> a(T), q(T), k(T), v(T), attn(T);
+        for (int t = 0; t < T; ++t) {
+            a[t] = norm(c, x[t], L.attn_norm, L.attn_norm_bias);
+            q[t] = lin(L.wq, L.bq, a[t]);
+            k[t] = lin(L.wk, L.bk, a[t]);
+            v[t] = lin(L.wv, L.bv, a[t]);
+            for (int h = 0; h < H; ++h) rope(c, q[t].data() + h * hd, t);
+            for (int h = 0; h < Hkv; ++h) rope(c, k[t].data() + h * hd, t);
+        }
+        for (int t = 0; t < T; ++t) {
+            Vec o = Vec::Zero(H * hd);
+            for (int h = 0; h < H; ++h) {
+                const int g = h / (H / Hkv);
+                std::vector<double> p(t + 1);
+                double top = -1e300, sum = 0;
+                for (int s = 0; s <= t; ++s) {
+                    p[s] = q[t].segment(h * hd, hd).dot(k[s].segment(g * hd, hd)) / std::sqrt(double(hd));
+                    top = std::max(top, p[s]);
+                }
+                for (int s = 0; s <= t; ++s) sum += (p[s] = std::exp(p[s] - top));
+                for (int s = 0; s <= t; ++s) o.segment(h * hd, hd) += p[s] / sum * v[s].segment(g * hd, hd);
+            }
+            attn[t] = opt.attention ? lin(L.wo, L.bo, o) : Vec::Zero(d);
+        }
+        for (int t = 0; t < T; ++t) {
+            Vec f_in;
+            if (c.parallel_residual) {
+                f_in = c.shared_input_norm ? a[t] : norm(c, x[t], L.ffn_norm, L.ffn_norm_bias);
+            } else {
+                x[t] += attn[t];
+                f_in = norm(c, x[t], L.ffn_norm, L.ffn_norm_bias);
+            }
+            if (static_cast<int>(l) + 1 == opt.ffn_layer) r.ffn_input.row(t) = f_in.transpose();
+            Vec inner;
+            if (c.activation == activation_kind::swiglu) {
+                const Vec g = lin(L.w_gate, Eigen::VectorXf(), f_in);
+                const Vec u = lin(L.w_up, L.b_up, f_in);
+                inner = Vec(g.size());
+                for (Eigen::Index i = 0; i < g.size(); ++i) inner[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+            } else {
+                inner = lin(L.w_up, L.b_up, f_in);
+                for (Eigen::Index i = 0; i < inner.size(); ++i) inner[i] = act(c.activation, inner[i]);
+            }
+            x[t] += lin(L.w_down, L.b_down, inner);
+            if (c.parallel_residual) x[t] += attn[t];
+        }
+        snapshot();
+    }
+
+    const row_matrix<float>& head = w.lm_head.size() ? w.lm_head : w.token_embedding;
+    r.logits = Mat(T, head.rows());
+    for (int t = 0; t < T; ++t)
+        r.logits.row(t) = (head.cast<double>() * norm(c, x[t], w.final_norm, w.final_norm_bias)).transpose();
+    return r;
+}
+
+}  // namespace sdlens::test

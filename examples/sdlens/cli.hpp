@@ -33,5 +33,11 @@ inline void progress_done()
 
 // Each subcommand file defines one of these; main.cpp calls them all, in the order of --help.
 void register_info(CLI::App& app);
+void register_plant(CLI::App& app);
+void register_demo(CLI::App& app);
+void register_directions(CLI::App& app);
+void register_eig(CLI::App& app);
+void register_forward(CLI::App& app);
+void register_generate(CLI::App& app);
 
 }  // namespace sdlens::cli

@@ -16,6 +16,12 @@ int main(int argc, char** argv)
 
     // Every subcommand, registered in one place.
     sdlens::cli::register_info(app);
+    sdlens::cli::register_demo(app);
+    sdlens::cli::register_plant(app);
+    sdlens::cli::register_directions(app);
+    sdlens::cli::register_eig(app);
+    sdlens::cli::register_forward(app);
+    sdlens::cli::register_generate(app);
 
     try {
         app.parse(argc, argv);

@@ -17,7 +17,7 @@ TEST_CASE("cli: --help lists every subcommand and exits 0")
 {
     const auto r = run_cli("--help");
     CHECK(r.exit_code == 0);
-    for (const char* sub : {"info"}) CHECK_MESSAGE(r.out.find(sub) != std::string::npos, sub);
+    for (const char* sub : {"info", "forward", "generate", "directions", "eig", "plant", "demo"}) CHECK_MESSAGE(r.out.find(sub) != std::string::npos, sub);
 }
 
 TEST_CASE("cli: an unknown subcommand is one line on stderr and exit code 2")

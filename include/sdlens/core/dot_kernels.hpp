@@ -1,5 +1,5 @@
 #pragma once
-// Dot products of one stored weight row (f32 or bf16) with an f32 activation row, and bf16 -> f32
+// Products of stored weight rows (f32 or bf16) with activation vectors, and bf16 -> f32
 // row decoding: the inner loops of one-token generation, which is bound by memory bandwidth.
 // On x86-64 they use AVX2+FMA when the CPU has it, chosen at run time, so that a build without
 // -mavx2 (the default) still streams weights at full speed; plain loops elsewhere.
@@ -48,6 +48,34 @@ inline float dot_bf16_plain(const std::uint16_t* w, const float* x, std::int64_t
 inline void bf16_to_f32_plain(const std::uint16_t* src, float* dst, std::int64_t n)
 {
     for (std::int64_t i = 0; i < n; ++i) dst[i] = bf16_bits_to_float(src[i]);
+}
+
+inline float to_float(float w) { return w; }
+inline float to_float(std::uint16_t w) { return bf16_bits_to_float(w); }
+
+// acc[i] += a * w[i]: one stored row added into an accumulator (products with a transposed weight).
+template <class WT>
+void axpy_plain(float a, const WT* w, float* acc, std::int64_t n)
+{
+    for (std::int64_t i = 0; i < n; ++i) acc[i] += a * to_float(w[i]);
+}
+
+// The same in double, for operators that carry vectors in double (the weights stay as stored).
+template <class WT>
+double dot_f64_plain(const WT* w, const double* x, std::int64_t n)
+{
+    double acc[4] = {0, 0, 0, 0};
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; ++k) acc[k] += double(to_float(w[i + k])) * x[i + k];
+    double s = 0;
+    for (; i < n; ++i) s += double(to_float(w[i])) * x[i];
+    return s + (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+template <class WT>
+void axpy_f64_plain(double a, const WT* w, double* acc, std::int64_t n)
+{
+    for (std::int64_t i = 0; i < n; ++i) acc[i] += a * double(to_float(w[i]));
 }
 
 #ifdef SDLENS_X86_DISPATCH
@@ -109,6 +137,58 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return
 __attribute__((target("avx2,fma"))) inline __m256 load8(const std::uint16_t* p) { return load_bf16x8(p); }
 inline float load1(const float* p) { return *p; }
 inline float load1(const std::uint16_t* p) { return bf16_bits_to_float(*p); }
+
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void axpy_avx2(float a, const WT* w, float* acc, std::int64_t n)
+{
+    const __m256 av = _mm256_set1_ps(a);
+    std::int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(av, load8(w + i), _mm256_loadu_ps(acc + i)));
+        _mm256_storeu_ps(acc + i + 8, _mm256_fmadd_ps(av, load8(w + i + 8), _mm256_loadu_ps(acc + i + 8)));
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(av, load8(w + i), _mm256_loadu_ps(acc + i)));
+    for (; i < n; ++i) acc[i] += a * load1(w + i);
+}
+
+// Four stored elements widened to double.
+__attribute__((target("avx2,fma"))) inline __m256d load4d(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+__attribute__((target("avx2,fma"))) inline __m256d load4d(const std::uint16_t* p)
+{
+    const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16)));
+}
+
+template <class WT>
+__attribute__((target("avx2,fma"))) inline double dot_f64_avx2(const WT* w, const double* x, std::int64_t n)
+{
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
+    std::int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_pd(load4d(w + i), _mm256_loadu_pd(x + i), a0);
+        a1 = _mm256_fmadd_pd(load4d(w + i + 4), _mm256_loadu_pd(x + i + 4), a1);
+        a2 = _mm256_fmadd_pd(load4d(w + i + 8), _mm256_loadu_pd(x + i + 8), a2);
+        a3 = _mm256_fmadd_pd(load4d(w + i + 12), _mm256_loadu_pd(x + i + 12), a3);
+    }
+    for (; i + 4 <= n; i += 4) a0 = _mm256_fmadd_pd(load4d(w + i), _mm256_loadu_pd(x + i), a0);
+    const __m256d a = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    double s = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; ++i) s += double(load1(w + i)) * x[i];
+    return s;
+}
+
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void axpy_f64_avx2(double a, const WT* w, double* acc, std::int64_t n)
+{
+    const __m256d av = _mm256_set1_pd(a);
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_pd(acc + i, _mm256_fmadd_pd(av, load4d(w + i), _mm256_loadu_pd(acc + i)));
+        _mm256_storeu_pd(acc + i + 4, _mm256_fmadd_pd(av, load4d(w + i + 4), _mm256_loadu_pd(acc + i + 4)));
+    }
+    for (; i < n; ++i) acc[i] += a * double(load1(w + i));
+}
 
 // Y[t][n] += sum_{k in [k0, k1)} X[t][k] * W_n[k] for a tile of 4 rows of X and 4 weight rows:
 // 16 accumulators of 8 lanes, each weight and activation vector loaded once per step.
@@ -210,6 +290,37 @@ inline float dot_bf16(const std::uint16_t* w, const float* x, std::int64_t n)
     if (has_avx2_fma()) return dot_bf16_avx2(w, x, n);
 #endif
     return dot_bf16_plain(w, x, n);
+}
+
+// Row products in the activation's precision: float (f32 and bf16 weights), or double.
+inline float dot(const float* w, const float* x, std::int64_t n) { return dot_f32(w, x, n); }
+inline float dot(const std::uint16_t* w, const float* x, std::int64_t n) { return dot_bf16(w, x, n); }
+
+template <class WT>
+double dot(const WT* w, const double* x, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return dot_f64_avx2(w, x, n);
+#endif
+    return dot_f64_plain(w, x, n);
+}
+
+template <class WT>
+void axpy(float a, const WT* w, float* acc, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return axpy_avx2(a, w, acc, n);
+#endif
+    axpy_plain(a, w, acc, n);
+}
+
+template <class WT>
+void axpy(double a, const WT* w, double* acc, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return axpy_f64_avx2(a, w, acc, n);
+#endif
+    axpy_f64_plain(a, w, acc, n);
 }
 
 inline void bf16_to_f32(const std::uint16_t* src, float* dst, std::int64_t n)

@@ -12,7 +12,7 @@
 #include <Eigen/Core>
 
 #include "sdlens/core/error.hpp"
-#include "sdlens/forward/dot_kernels.hpp"
+#include "sdlens/core/dot_kernels.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
 namespace sdlens {
@@ -42,31 +42,6 @@ decltype(auto) with_f32_map(const matrix_view& w, Fn&& fn)
     const std::int64_t first = w.runs.front().first;
     if (!w.transposed) return fn(strided_rows_map(base + first * stride, w.rows, w.cols, Eigen::OuterStride<>(stride)));
     return fn(strided_cols_map(base + first, w.rows, w.cols, Eigen::OuterStride<>(stride)));
-}
-
-// True when every canonical row is a stored row of f32 or bf16 values the dot kernels can read.
-inline bool has_plain_rows(const matrix_view& w)
-{
-    const auto t = w.tensor->type;
-    const auto addr = reinterpret_cast<std::uintptr_t>(w.tensor->data);
-    return !w.transposed && ((t == dtype::f32 && addr % alignof(float) == 0) ||
-                             (t == dtype::bf16 && addr % alignof(std::uint16_t) == 0));
-}
-
-// Calls fn(canonical row, pointer to its stored elements) for rows [r0, r0 + n) of a view with
-// plain rows.
-template <class Fn>
-void for_each_stored_row(const matrix_view& w, std::int64_t r0, std::int64_t n, Fn&& fn)
-{
-    const std::int64_t elem = w.tensor->type == dtype::f32 ? 4 : 2;
-    const std::int64_t stride = w.tensor->cols() * elem;
-    std::int64_t r = 0;
-    for (const auto& u : w.runs) {
-        const std::int64_t lo = std::max(r0, r), hi = std::min(r0 + n, r + u.count);
-        for (std::int64_t cr = lo; cr < hi; ++cr) fn(cr, w.tensor->data + (u.first + cr - r) * stride);
-        r += u.count;
-        if (r >= r0 + n) break;
-    }
 }
 
 // Decodes the whole view into buf (rows x cols), rows in parallel.

@@ -9,6 +9,7 @@
 
 #include <Eigen/Core>
 
+#include "sdlens/core/dot_kernels.hpp"
 #include "sdlens/core/error.hpp"
 #include "sdlens/io/half.hpp"
 #include "sdlens/io/quant.hpp"
@@ -75,6 +76,10 @@ inline void dequantize(dtype t, const std::byte* src, float* dst, std::int64_t n
         }
         return;
     case dtype::bf16:
+        if (reinterpret_cast<std::uintptr_t>(src) % alignof(std::uint16_t) == 0) {
+            kernels::bf16_to_f32(reinterpret_cast<const std::uint16_t*>(src), dst, n);
+            return;
+        }
         for (std::int64_t i = 0; i < n; ++i) {
             std::uint16_t b;
             std::memcpy(&b, src + 2 * i, 2);

@@ -86,18 +86,17 @@ inline void row_norms_and_dots(const matrix_view& a, const matrix_view* b, Eigen
 #pragma omp parallel if (nchunks > 1)
     {
         std::vector<float> ra(static_cast<std::size_t>(chunk * a.cols)), rb(b ? ra.size() : 0);
+        Eigen::VectorXd xd(a.cols);
 #pragma omp for schedule(static)
         for (std::int64_t c = 0; c < nchunks; ++c) {
             const std::int64_t r0 = c * chunk, n = std::min(chunk, a.rows - r0);
             read_rows(a, r0, n, ra.data());
             if (b) read_rows(*b, r0, n, rb.data());
             for (std::int64_t i = 0; i < n; ++i) {
-                Eigen::Map<const Eigen::VectorXf> x(ra.data() + i * a.cols, a.cols);
-                norm2[r0 + i] = x.cast<double>().squaredNorm();
-                if (b) {
-                    Eigen::Map<const Eigen::VectorXf> y(rb.data() + i * a.cols, a.cols);
-                    dot[r0 + i] = x.cast<double>().dot(y.cast<double>());
-                }
+                const float* x = ra.data() + i * a.cols;
+                xd = Eigen::Map<const Eigen::VectorXf>(x, a.cols).cast<double>();
+                norm2[r0 + i] = kernels::dot(x, xd.data(), a.cols);  // products and sums in double
+                if (b) dot[r0 + i] = kernels::dot(rb.data() + i * a.cols, xd.data(), a.cols);
             }
         }
     }

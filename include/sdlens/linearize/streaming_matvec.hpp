@@ -16,6 +16,7 @@
 #include <omp.h>
 #endif
 
+#include "sdlens/core/dot_kernels.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
 namespace sdlens {
@@ -50,10 +51,81 @@ inline int thread_index()
 #endif
 }
 
+// A block this narrow, over rows stored as f32 or bf16, is multiplied straight from the stored
+// rows by the dot/axpy kernels: each row is read from memory once and used for every column while
+// it sits in L1, with no decoded copy. Wider blocks (Monte-Carlo batches, dense forms) amortize a
+// decode into a chunk buffer and go through Eigen's matrix product.
+constexpr Eigen::Index direct_max_columns = 8;
+
+inline bool direct_rows(const matrix_view& w, Eigen::Index k) { return k <= direct_max_columns && has_plain_rows(w); }
+
+// The stored address of every canonical row of a view with plain rows.
+inline std::vector<const std::byte*> stored_rows(const matrix_view& w)
+{
+    std::vector<const std::byte*> p(static_cast<std::size_t>(w.rows));
+    for_each_stored_row(w, 0, w.rows, [&](std::int64_t r, const std::byte* row) { p[static_cast<std::size_t>(r)] = row; });
+    return p;
+}
+
+// Rows per parallel work item of the direct kernels: ~64 KiB of weights.
+inline std::int64_t direct_rows_per_item(const matrix_view& w)
+{
+    return std::max<std::int64_t>(1, (std::int64_t(1) << 16) / std::max<std::int64_t>(1, bytes_for(w.tensor->type, w.cols)));
+}
+
+template <class WT, class Scalar>
+void direct_multiply(const matrix_view& w, const block_of<Scalar>& x, block_of<Scalar>& y)
+{
+    const auto rows = stored_rows(w);
+    const std::int64_t per = direct_rows_per_item(w), items = (w.rows + per - 1) / per, k = x.cols();
+#pragma omp parallel for schedule(static) if (items > 1 && w.rows * w.cols >= (std::int64_t(1) << 17))
+    for (std::int64_t it = 0; it < items; ++it) {
+        const std::int64_t r1 = std::min(w.rows, (it + 1) * per);
+        for (std::int64_t r = it * per; r < r1; ++r) {
+            const WT* row = reinterpret_cast<const WT*>(rows[static_cast<std::size_t>(r)]);
+            for (std::int64_t j = 0; j < k; ++j) y(r, j) = kernels::dot(row, x.col(j).data(), w.cols);
+        }
+    }
+}
+
+// Each thread adds its rows into its own accumulator; they are summed in thread order, so a fixed
+// thread count gives bit-identical results.
+template <class WT, class Scalar>
+void direct_multiply_transpose(const matrix_view& w, const block_of<Scalar>& x, block_of<Scalar>& y)
+{
+    const auto rows = stored_rows(w);
+    const std::int64_t per = direct_rows_per_item(w), items = (w.rows + per - 1) / per, k = x.cols();
+    const bool parallel = items > 1 && w.rows * w.cols >= (std::int64_t(1) << 17);
+    const int threads = parallel ? thread_count() : 1;
+    std::vector<block_of<Scalar>> acc(static_cast<std::size_t>(threads));
+#pragma omp parallel num_threads(threads) if (parallel)
+    {
+        block_of<Scalar>& mine = acc[static_cast<std::size_t>(thread_index())];
+        mine.setZero(w.cols, k);
+#pragma omp for schedule(static)
+        for (std::int64_t it = 0; it < items; ++it) {
+            const std::int64_t r1 = std::min(w.rows, (it + 1) * per);
+            for (std::int64_t r = it * per; r < r1; ++r) {
+                const WT* row = reinterpret_cast<const WT*>(rows[static_cast<std::size_t>(r)]);
+                for (std::int64_t j = 0; j < k; ++j)
+                    if (x(r, j) != Scalar(0)) kernels::axpy(x(r, j), row, mine.col(j).data(), w.cols);
+            }
+        }
+    }
+    y.setZero(w.cols, k);
+    for (const auto& a : acc)
+        if (a.size() > 0) y += a;
+}
+
 // Y = W X over a view read row-wise (not transposed).
 template <class Scalar>
 void rowwise_multiply(const matrix_view& w, const block_of<Scalar>& x, block_of<Scalar>& y)
 {
+    if (direct_rows(w, x.cols())) {
+        if (w.tensor->type == dtype::f32) direct_multiply<float>(w, x, y);
+        else direct_multiply<std::uint16_t>(w, x, y);
+        return;
+    }
     const std::int64_t chunk = rows_per_chunk(w.cols);
     const std::int64_t nchunks = (w.rows + chunk - 1) / chunk;
 #pragma omp parallel if (nchunks > 1)
@@ -80,6 +152,11 @@ void rowwise_multiply(const matrix_view& w, const block_of<Scalar>& x, block_of<
 template <class Scalar>
 void rowwise_multiply_transpose(const matrix_view& w, const block_of<Scalar>& x, block_of<Scalar>& y)
 {
+    if (direct_rows(w, x.cols())) {
+        if (w.tensor->type == dtype::f32) direct_multiply_transpose<float>(w, x, y);
+        else direct_multiply_transpose<std::uint16_t>(w, x, y);
+        return;
+    }
     const std::int64_t chunk = rows_per_chunk(w.cols);
     const std::int64_t nchunks = (w.rows + chunk - 1) / chunk;
     const int threads = thread_count();

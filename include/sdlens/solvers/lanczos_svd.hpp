@@ -71,8 +71,9 @@ public:
         vector r;
         Scalar beta = 0, anorm = 0;
         block x(cols, 1), y;
-        Eigen::JacobiSVD<matrix> svd;
-        for (Index restart = 0;; ++restart) {
+        bool done = false;
+        for (Index restart = 0; !done; ++restart) {
+            Index steps = m_;  // the subspace size reached in this cycle
             for (Index j = kept; j < m_; ++j) {
                 // u-step: A v_j against U[:, :j]; the coefficients are column j of B.
                 x = V_.col(j);
@@ -97,6 +98,13 @@ public:
                 orthogonalize(V_, j + 1, r);
                 beta = r.norm();
                 anorm = std::max(anorm, beta);
+                // The residual estimates hold after every step, not only at the end of a cycle:
+                // testing them each time (an SVD of at most ncv x ncv) stops a well-separated
+                // sigma_1 after a few applications instead of a whole cycle of 2 ncv.
+                if (j + 1 >= k_ && j + 1 < m_ && count_converged(j + 1, beta, tol) == k_) {
+                    steps = j + 1;
+                    break;
+                }
                 if (j + 1 < m_) {
                     if (beta <= breakdown(anorm)) {
                         beta = 0;
@@ -106,21 +114,18 @@ public:
                     }
                 }
             }
-            svd.compute(B_, Eigen::ComputeFullU | Eigen::ComputeFullV);
-            const vector& s = svd.singularValues();
-            const matrix& P = svd.matrixU();
-            const matrix& Q = svd.matrixV();
-            residual_estimates_ = (beta * P.row(m_ - 1).head(k_).transpose()).cwiseAbs();
-            nconv = 0;
-            for (Index i = 0; i < k_; ++i)
-                if (residual_estimates_[i] <= tol * s[0]) ++nconv;
+            nconv = steps < m_ ? k_ : count_converged(m_, beta, tol);
+            const vector& s = svd_.singularValues();
+            const matrix& P = svd_.matrixU();
+            const matrix& Q = svd_.matrixV();
             if (nconv == k_ || restart >= max_restarts || m_ == std::min(rows, cols)) {
                 restarts_ = restart;
                 sigma_ = s.head(k_);
-                left_ = U_ * P.leftCols(k_);
-                right_ = V_ * Q.leftCols(k_);
+                left_ = U_.leftCols(steps) * P.leftCols(k_);
+                right_ = V_.leftCols(steps) * Q.leftCols(k_);
                 // A full-dimensional subspace is exact: nothing is left out of it.
                 if (m_ == std::min(rows, cols)) nconv = k_;
+                done = true;
                 break;
             }
             // Thick restart: keep the best `keep` Ritz triplets, continue from r.
@@ -178,6 +183,18 @@ private:
         op_.apply_transpose(x, y);
         ++applications_;
     }
+    // SVD of the leading n x n block of B; the Ritz triplets whose residual estimate
+    // ||A^T u_i - s_i v_i|| = beta |P(n-1, i)| is within tol * s_1.
+    Index count_converged(Index n, Scalar beta, Scalar tol)
+    {
+        svd_.compute(B_.topLeftCorner(n, n), Eigen::ComputeFullU | Eigen::ComputeFullV);
+        const vector& s = svd_.singularValues();
+        residual_estimates_ = (beta * svd_.matrixU().row(n - 1).head(k_).transpose()).cwiseAbs();
+        Index nconv = 0;
+        for (Index i = 0; i < k_; ++i)
+            if (residual_estimates_[i] <= tol * s[0]) ++nconv;
+        return nconv;
+    }
     static Scalar breakdown(Scalar anorm) { return anorm * std::numeric_limits<Scalar>::epsilon() * 64; }
 
     // Two rounds of classical Gram-Schmidt against the first n columns of basis (CGS2: orthogonal
@@ -218,6 +235,7 @@ private:
     vector sigma_, residuals_, residual_estimates_;
     matrix left_, right_;
     Index restarts_ = 0, applications_ = 0;
+    Eigen::JacobiSVD<matrix> svd_;
     Spectra::CompInfo info_ = Spectra::CompInfo::NotComputed;
 };
 

@@ -561,6 +561,20 @@ TEST_CASE("sdlens directions and eig on a written model")
     CHECK(acute_angle_degrees(Eigen::Map<const VectorXd>(u.data(), 64), svd.matrixU().col(0)) < 0.01);
     CHECK(l2.contains("applications"));
 
+    // Float operators: residuals within 1e-5 sigma_1 bound sigma's error by ~1e-5 sigma_1 (and,
+    // being quadratic in the residual for a converged triplet, much less) and u_1's angle by
+    // 1e-5 / (relative gap) rad; the gap here exceeds 1%, so 1e-3 rad = 0.06 degrees.
+    r = test::run_cli("directions \"" + dir + "\" --k 3 --layers 2 --vectors --json --precision float");
+    REQUIRE(r.exit_code == 0);
+    const auto jf = nlohmann::json::parse(r.out);
+    CHECK(jf["precision"] == "float");
+    const auto sf = jf["layers"][0]["sigma"].get<std::vector<double>>();
+    for (int i = 0; i < 3; ++i) CHECK(sf[static_cast<std::size_t>(i)] == doctest::Approx(svd.singularValues()[i]).epsilon(1e-5));
+    REQUIRE((svd.singularValues()[0] - svd.singularValues()[1]) > 0.01 * svd.singularValues()[0]);
+    const auto uf = jf["layers"][0]["u"].get<std::vector<double>>();
+    CHECK(acute_angle_degrees(Eigen::Map<const VectorXd>(uf.data(), 64), svd.matrixU().col(0)) < 0.06);
+    CHECK(test::run_cli("directions \"" + dir + "\" --precision half").exit_code == 2);
+
     r = test::run_cli("directions \"" + dir + "\" --layers 1-2");  // text table
     CHECK(r.exit_code == 0);
     CHECK(r.out.find("sigma_1") != std::string::npos);

@@ -35,8 +35,14 @@ inline double acute_angle_degrees(const Eigen::VectorXd& a, const Eigen::VectorX
     return std::acos(c) * 180 / 3.14159265358979323846;
 }
 
+// The precision the operators carry vectors in (weights are read as stored either way). Single
+// precision halves the arithmetic per weight; its solver tolerance (1e-5 relative residual) gives
+// directions to ~1e-5 / gap radians, ample for bf16 weights; double is the default.
+enum class operator_precision { single, double_ };
+
 struct layer_analysis_options {
     std::int64_t k = 5;  // singular values of L; eigenvalues of R (when eig_k is 0)
+    operator_precision precision = operator_precision::double_;
     std::int64_t eig_k = 0;
     linearize_options linearize;
     lanczos_options lanczos;
@@ -72,6 +78,15 @@ inline const layer_weights& layer_at(const model& m, std::int64_t layer)
         throw input_error("layer " + std::to_string(layer) + " is outside 1.." + std::to_string(m.layers.size()));
     return m.layers[static_cast<std::size_t>(layer - 1)];
 }
+template <class Scalar>
+layer_singular_result singular_triplets_in(const model& m, std::int64_t layer, const layer_analysis_options& o, layer_map which)
+{
+    const linearized_layer<Scalar> lin(m.config, layer_at(m, layer), o.linearize);
+    const layer_map_operator<Scalar> op(lin, which);
+    const auto t = top_singular_triplets(op, std::min<std::int64_t>(o.k, lin.dim()), o.lanczos);
+    return {layer, t.sigma.template cast<double>(), t.u.template cast<double>(), t.v.template cast<double>(),
+            t.residuals.template cast<double>(), t.restarts, t.applications};
+}
 }  // namespace detail
 
 // Top-k singular triplets of a layer's map (L by default, F for the explosion subspace).
@@ -79,10 +94,9 @@ inline layer_singular_result layer_singular_triplets(const model& m, std::int64_
                                                      const layer_analysis_options& o = {},
                                                      layer_map which = layer_map::layer)
 {
-    const linearized_layer<double> lin(m.config, detail::layer_at(m, layer), o.linearize);
-    const layer_map_operator<double> op(lin, which);
-    const auto t = top_singular_triplets(op, std::min<std::int64_t>(o.k, lin.dim()), o.lanczos);
-    return {layer, t.sigma, t.u, t.v, t.residuals, t.restarts, t.applications};
+    if (o.precision == operator_precision::single)
+        return detail::singular_triplets_in<float>(m, layer, o, which);
+    return detail::singular_triplets_in<double>(m, layer, o, which);
 }
 
 // The right singular vectors of F at a layer: the explosion subspace (v_1 first).

@@ -60,6 +60,16 @@ void axpy_plain(float a, const WT* w, float* acc, std::int64_t n)
     for (std::int64_t i = 0; i < n; ++i) acc[i] += a * to_float(w[i]);
 }
 
+// acc[i] += a[0] w[0][i] + ... + a[3] w[3][i]: four rows per pass over the accumulator, which
+// then moves through the cache a quarter as often (it outgrows L1 for rows of 11008 values).
+template <class WT, class S>
+void axpy4_plain(const S* a, const WT* const* w, S* acc, std::int64_t n)
+{
+    for (std::int64_t i = 0; i < n; ++i)
+        acc[i] += (a[0] * S(to_float(w[0][i])) + a[1] * S(to_float(w[1][i]))) +
+                  (a[2] * S(to_float(w[2][i])) + a[3] * S(to_float(w[3][i])));
+}
+
 // The same in double, for operators that carry vectors in double (the weights stay as stored).
 template <class WT>
 double dot_f64_plain(const WT* w, const double* x, std::int64_t n)
@@ -151,6 +161,19 @@ __attribute__((target("avx2,fma"))) inline void axpy_avx2(float a, const WT* w, 
     for (; i < n; ++i) acc[i] += a * load1(w + i);
 }
 
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void axpy4_avx2(const float* a, const WT* const* w, float* acc, std::int64_t n)
+{
+    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 s01 = _mm256_fmadd_ps(a1, load8(w[1] + i), _mm256_mul_ps(a0, load8(w[0] + i)));
+        const __m256 s23 = _mm256_fmadd_ps(a3, load8(w[3] + i), _mm256_mul_ps(a2, load8(w[2] + i)));
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_add_ps(s01, s23)));
+    }
+    for (; i < n; ++i) acc[i] += (a[0] * load1(w[0] + i) + a[1] * load1(w[1] + i)) + (a[2] * load1(w[2] + i) + a[3] * load1(w[3] + i));
+}
+
 // Four stored elements widened to double.
 __attribute__((target("avx2,fma"))) inline __m256d load4d(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
 __attribute__((target("avx2,fma"))) inline __m256d load4d(const std::uint16_t* p)
@@ -176,6 +199,21 @@ __attribute__((target("avx2,fma"))) inline double dot_f64_avx2(const WT* w, cons
     double s = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
     for (; i < n; ++i) s += double(load1(w + i)) * x[i];
     return s;
+}
+
+template <class WT>
+__attribute__((target("avx2,fma"))) inline void axpy4_f64_avx2(const double* a, const WT* const* w, double* acc, std::int64_t n)
+{
+    const __m256d a0 = _mm256_set1_pd(a[0]), a1 = _mm256_set1_pd(a[1]), a2 = _mm256_set1_pd(a[2]), a3 = _mm256_set1_pd(a[3]);
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m256d s01 = _mm256_fmadd_pd(a1, load4d(w[1] + i), _mm256_mul_pd(a0, load4d(w[0] + i)));
+        const __m256d s23 = _mm256_fmadd_pd(a3, load4d(w[3] + i), _mm256_mul_pd(a2, load4d(w[2] + i)));
+        _mm256_storeu_pd(acc + i, _mm256_add_pd(_mm256_loadu_pd(acc + i), _mm256_add_pd(s01, s23)));
+    }
+    for (; i < n; ++i)
+        acc[i] += (a[0] * double(load1(w[0] + i)) + a[1] * double(load1(w[1] + i))) +
+                  (a[2] * double(load1(w[2] + i)) + a[3] * double(load1(w[3] + i)));
 }
 
 template <class WT>
@@ -321,6 +359,24 @@ void axpy(double a, const WT* w, double* acc, std::int64_t n)
     if (has_avx2_fma()) return axpy_f64_avx2(a, w, acc, n);
 #endif
     axpy_f64_plain(a, w, acc, n);
+}
+
+template <class WT>
+void axpy4(const float* a, const WT* const* w, float* acc, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return axpy4_avx2(a, w, acc, n);
+#endif
+    axpy4_plain(a, w, acc, n);
+}
+
+template <class WT>
+void axpy4(const double* a, const WT* const* w, double* acc, std::int64_t n)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (has_avx2_fma()) return axpy4_f64_avx2(a, w, acc, n);
+#endif
+    axpy4_plain(a, w, acc, n);
 }
 
 inline void bf16_to_f32(const std::uint16_t* src, float* dst, std::int64_t n)

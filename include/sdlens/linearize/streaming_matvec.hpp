@@ -105,10 +105,18 @@ void direct_multiply_transpose(const matrix_view& w, const block_of<Scalar>& x, 
 #pragma omp for schedule(static)
         for (std::int64_t it = 0; it < items; ++it) {
             const std::int64_t r1 = std::min(w.rows, (it + 1) * per);
-            for (std::int64_t r = it * per; r < r1; ++r) {
+            std::int64_t r = it * per;
+            for (; r + 4 <= r1; r += 4) {
+                const WT* four[4];
+                for (int i = 0; i < 4; ++i) four[i] = reinterpret_cast<const WT*>(rows[static_cast<std::size_t>(r + i)]);
+                for (std::int64_t j = 0; j < k; ++j) {
+                    const Scalar a[4] = {x(r, j), x(r + 1, j), x(r + 2, j), x(r + 3, j)};
+                    kernels::axpy4(a, four, mine.col(j).data(), w.cols);
+                }
+            }
+            for (; r < r1; ++r) {
                 const WT* row = reinterpret_cast<const WT*>(rows[static_cast<std::size_t>(r)]);
-                for (std::int64_t j = 0; j < k; ++j)
-                    if (x(r, j) != Scalar(0)) kernels::axpy(x(r, j), row, mine.col(j).data(), w.cols);
+                for (std::int64_t j = 0; j < k; ++j) kernels::axpy(x(r, j), row, mine.col(j).data(), w.cols);
             }
         }
     }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <string>
 
 #include "support.hpp"
@@ -41,5 +42,16 @@ TEST_CASE("cli: a missing model file is one line naming it and exit code 2")
     CHECK(r.exit_code == 2);
     CHECK(line_count(r.err) == 1);
     CHECK(r.err.find("/nonexistent/sdlens-model.gguf") != std::string::npos);
+}
+
+TEST_CASE("cli: a file in no checkpoint format is named as such, not as a broken safetensors file")
+{
+    sdlens::test::temp_dir tmp;
+    const std::string path = (tmp / "notes.txt").string();
+    std::ofstream(path) << "these are notes, not a model\n";
+    const auto r = run_cli("info \"" + path + "\"");
+    CHECK(r.exit_code == 2);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find(path + ": not a safetensors, GGUF or llama2.c checkpoint") != std::string::npos);
 }
 #endif

@@ -34,6 +34,10 @@ inline model load_model(const std::string& path, const load_options& options = {
             return build_gguf_model(std::make_shared<const checkpoint>(parse_gguf(file->data(), file->size(), path, file)));
         if (looks_like_llama2c(file->data(), file->size()))
             return build_llama2c_model(std::make_shared<const checkpoint>(parse_llama2c(file->data(), file->size(), path, file)));
+        // A safetensors header is a JSON object right after its 8-byte length. Anything else (a
+        // tokenizer, a text file) gets a plain answer rather than the JSON parser's complaint.
+        if (file->size() > 8 && static_cast<char>(file->data()[8]) != '{')
+            fail_input(path, "not a safetensors, GGUF or llama2.c checkpoint");
     }
     auto ckpt = std::make_shared<const checkpoint>(read_safetensors(path));
     return build_hf_model(ckpt);

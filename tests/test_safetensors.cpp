@@ -311,3 +311,44 @@ TEST_CASE("the writer refuses what the format cannot hold")
                                        {"t", dtype::f32, {2}, encode_floats(v.data(), 2, dtype::f32)}}),
                     input_error);
 }
+
+namespace {
+// Resident pages of this process (Linux /proc/self/statm), or -1 where there is no /proc.
+long resident_pages()
+{
+    std::ifstream statm("/proc/self/statm");
+    long size = 0, resident = -1;
+    if (!(statm >> size >> resident)) return -1;
+    return resident;
+}
+}  // namespace
+
+TEST_CASE("released pages of a mapped file leave the resident set and read back unchanged")
+{
+    temp_dir dir;
+    const auto path = dir / "weights.bin";
+    constexpr std::size_t n = std::size_t(16) << 20;  // 4096 pages: far above the noise of other allocations
+    std::vector<std::uint8_t> bytes(n);
+    for (std::size_t i = 0; i < n; ++i) bytes[i] = static_cast<std::uint8_t>(i * 2654435761u >> 24);
+    write_bytes(path, bytes);
+
+    const sdlens::mapped_file file(path.string());
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < n; i += 4096) sum += static_cast<std::uint8_t>(file.data()[i]);  // touch every page
+    const long touched = resident_pages();
+    if (touched < 0) {
+        MESSAGE("no /proc/self/statm: resident set not checked");
+        return;
+    }
+    if (!sdlens::release_pages(file.data(), file.size())) {
+        MESSAGE("the kernel declined MADV_PAGEOUT: resident set not checked");
+        return;
+    }
+    const long released = resident_pages();
+    // 16 MiB = 4096 pages left; allow 10% for whatever else the process touched meanwhile.
+    CHECK(touched - released >= 4096 * 9 / 10);
+    std::uint64_t again = 0;
+    for (std::size_t i = 0; i < n; i += 4096) again += static_cast<std::uint8_t>(file.data()[i]);
+    CHECK(again == sum);
+    CHECK(std::memcmp(file.data(), bytes.data(), n) == 0);
+}

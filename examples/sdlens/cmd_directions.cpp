@@ -69,6 +69,8 @@ void register_directions(CLI::App& app)
         for (std::size_t i = 0; i < layers.size(); ++i) {
             progress("directions: layer " + std::to_string(layers[i]) + " (" + std::to_string(i + 1) + "/" + std::to_string(layers.size()) + ")");
             const auto r = layer_singular_triplets(m, layers[i], ao, opt->ffn ? layer_map::ffn : layer_map::layer);
+            // Done with this layer: keep one layer of the mapped model resident, not all of them.
+            release_layer_pages(m.layers[static_cast<std::size_t>(layers[i] - 1)]);
             nlohmann::json l{{"layer", r.layer},
                              {"sigma", vector_json(r.sigma)},
                              {"restarts", r.restarts},

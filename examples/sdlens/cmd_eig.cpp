@@ -57,6 +57,8 @@ void register_eig(CLI::App& app)
                 target = layer_singular_triplets(m, layers[i], one).u.col(0);
             }
             const auto r = layer_eigen_analysis(m, layers[i], target, ao);
+            // Done with this layer: keep one layer of the mapped model resident, not all of them.
+            release_layer_pages(m.layers[static_cast<std::size_t>(layers[i] - 1)]);
             auto values = nlohmann::json::array();
             for (Eigen::Index e = 0; e < r.eigenvalues.size(); ++e) values.push_back({r.eigenvalues[e].real(), r.eigenvalues[e].imag()});
             j["layers"].push_back({{"layer", r.layer},

@@ -56,6 +56,27 @@ private:
     std::size_t size_ = 0;
 };
 
+// Asks the kernel to take the whole pages of [p, p + n) out of this process's resident memory
+// (MADV_PAGEOUT, Linux 5.4+). Clean pages of a file mapping are dropped and read again from the
+// file if touched; other memory is at most swapped out, never lost, so this is safe on any bytes.
+// Returns false when the kernel declines (older kernels, other systems): only a hint.
+inline bool release_pages(const std::byte* p, std::size_t n)
+{
+#ifdef MADV_PAGEOUT
+    const long page_size = ::sysconf(_SC_PAGESIZE);
+    if (page_size <= 0 || p == nullptr) return false;
+    const auto page = static_cast<std::uintptr_t>(page_size);
+    const auto begin = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+    if (end <= begin) return true;
+    return ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT) == 0;
+#else
+    (void)p;
+    (void)n;
+    return false;
+#endif
+}
+
 // A bounds-checked cursor over bytes: every parser reads through it, so a length field that
 // points past the end becomes an input_error naming the file, never a read out of bounds.
 class byte_reader {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "sdlens/io/checkpoint.hpp"
+#include "sdlens/io/mapped_file.hpp"
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
@@ -31,5 +32,15 @@ struct model {
     matrix_view lm_head;                       // (vocab, d); the token embedding when tied
     std::vector<layer_weights> layers;
 };
+
+// Takes the bytes of a layer's weight matrices out of the process's resident memory (see
+// release_pages): a pass over the layers one at a time then keeps about one layer resident
+// instead of the whole memory-mapped model. Tensors shared with other layers (a fused tensor
+// stacked over layers) are released too; they are read back from the file when touched.
+inline void release_layer_pages(const layer_weights& w)
+{
+    for (const matrix_view* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down})
+        if (m->tensor) release_pages(m->tensor->data, static_cast<std::size_t>(m->tensor->nbytes));
+}
 
 }  // namespace sdlens

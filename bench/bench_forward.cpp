@@ -127,14 +127,18 @@ std::vector<int> bench_tokens(const model_config& c, int n)
     return t;
 }
 
-void prompt_processing(benchmark::State& state, dtype t)
+// bf16_act: activations rounded to bf16 in the matrix products (forward_options::bf16_activations),
+// as llama.cpp computes with BF16 weights.
+void prompt_processing(benchmark::State& state, dtype t, bool bf16_act)
 {
     use_two_threads();
     const model& m = bench_model(t);
     const int n = bench::smoke() ? 16 : static_cast<int>(state.range(0));
     const auto tokens = bench_tokens(m.config, n);
+    forward_options o;
+    o.bf16_activations = bf16_act;
     for (auto _ : state) {
-        forward_result r = forward(m, tokens);  // logits of the last position, as llama.cpp
+        forward_result r = forward(m, tokens, o);  // logits of the last position, as llama.cpp
         benchmark::DoNotOptimize(r.logits.data());
     }
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
@@ -159,7 +163,8 @@ void generation(benchmark::State& state, dtype t)
 }
 }  // namespace
 
-BENCHMARK_CAPTURE(prompt_processing, f32, sdlens::dtype::f32)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(prompt_processing, f32, sdlens::dtype::f32, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(generation, f32, sdlens::dtype::f32)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(prompt_processing, bf16, sdlens::dtype::bf16)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(prompt_processing, bf16, sdlens::dtype::bf16, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(prompt_processing, bf16_act, sdlens::dtype::bf16, true)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(generation, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -199,7 +199,7 @@ private:
     void linear(const linear_site& site, const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y)
     {
         if (!opt_.on_linear) {
-            multiply_transposed(X, w, Y, scratch_);
+            multiply_transposed(X, w, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
             return;
         }
         row_matrix<float> input = X;
@@ -267,6 +267,7 @@ private:
     Eigen::VectorXf final_norm_, final_norm_bias_;
     std::vector<kv_cache> cache_;
     row_matrix<float> scratch_;  // decoded weights, reused from one product to the next
+    kernels::gemm_workspace gemm_workspace_;  // packing buffers of the matrix-product kernels, likewise
 };
 
 // One sequence from position 0.

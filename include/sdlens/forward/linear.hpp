@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "sdlens/core/error.hpp"
 #include "sdlens/core/dot_kernels.hpp"
+#include "sdlens/core/gemm_kernels.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
 namespace sdlens {
@@ -65,25 +67,49 @@ inline void decode_matrix(const matrix_view& w, row_matrix<float>& buf)
 }
 
 #ifdef SDLENS_X86_DISPATCH
-// Y = X W^T with the AVX2 kernel, threads splitting the weight rows.
+// Y = X W^T for a view with plain rows by the AVX-512 kernels (rounding X to bf16 first when
+// asked to and the weights are bf16), or by the AVX2 one in builds without AVX2 (where Eigen's
+// GEMM is SSE-only); false when the CPU has neither, and Eigen is left to do it.
 template <class WT>
-void gemm_plain_rows(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y)
+bool gemm_stored_rows(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, bool bf16_activations,
+                      kernels::gemm_workspace& ws)
 {
-    std::vector<const WT*> rows(static_cast<std::size_t>(w.rows));
-    for_each_stored_row(w, 0, w.rows, [&](std::int64_t r, const std::byte* p) { rows[r] = reinterpret_cast<const WT*>(p); });
-    constexpr std::int64_t block = 64;
     const std::int64_t n = w.rows, T = X.rows(), K = w.cols;
-#pragma omp parallel for schedule(dynamic, 1) if (n * K >= parallel_min_weights)
-    for (std::int64_t r0 = 0; r0 < n; r0 += block)
-        kernels::gemm_nt_avx2(X.data(), K, T, rows.data() + r0, std::min(block, n - r0), K, Y.data() + r0, n);
+    const bool parallel = n * K >= parallel_min_weights;
+    std::vector<const WT*> rows(static_cast<std::size_t>(n));
+    for_each_stored_row(w, 0, n, [&](std::int64_t r, const std::byte* p) { rows[r] = reinterpret_cast<const WT*>(p); });
+    if constexpr (std::is_same_v<WT, std::uint16_t>) {
+        if (bf16_activations && kernels::has_avx512_bf16()) {
+            kernels::gemm_nt_avx512_bf16(X.data(), K, T, rows.data(), n, K, Y.data(), n, parallel, ws);
+            return true;
+        }
+    }
+    if (kernels::has_avx512()) {
+        kernels::gemm_nt_avx512(X.data(), K, T, rows.data(), n, K, Y.data(), n, parallel, ws);
+        return true;
+    }
+#ifndef __AVX2__
+    if (kernels::has_avx2_fma()) {
+        constexpr std::int64_t block = 64;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+        for (std::int64_t r0 = 0; r0 < n; r0 += block)
+            kernels::gemm_nt_avx2(X.data(), K, T, rows.data() + r0, std::min(block, n - r0), K, Y.data() + r0, n);
+        return true;
+    }
+#endif
+    return false;
 }
 #endif
 
 // Below this many rows of X, products go through the row-blocked GEMV path.
 constexpr std::int64_t gemv_max_rows = 4;
 
-// Y (T x out) = X (T x in) W^T. scratch is reused between calls for decoded weights.
-inline void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, row_matrix<float>& scratch)
+// Y (T x out) = X (T x in) W^T. scratch is reused between calls for decoded weights, workspace
+// (optional) for the matrix-product kernels' packing buffers.
+// bf16_activations: in products of more than gemv_max_rows rows with bf16 weights, round X to
+// bf16 as llama.cpp does, when the CPU has AVX512-BF16 (see forward_options::bf16_activations).
+inline void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, row_matrix<float>& scratch,
+                                bool bf16_activations = false, kernels::gemm_workspace* workspace = nullptr)
 {
     const std::int64_t T = X.rows();
     if (X.cols() != w.cols)
@@ -92,13 +118,12 @@ inline void multiply_transposed(const row_matrix<float>& X, const matrix_view& w
     Y.resize(T, w.rows);
     if (T == 0 || w.rows == 0) return;
     if (T > gemv_max_rows) {
-#if defined(SDLENS_X86_DISPATCH) && !defined(__AVX2__)
-        // Built without AVX2, Eigen's GEMM is SSE-only: use the AVX2 kernel when the CPU has it.
-        if (has_plain_rows(w) && kernels::has_avx2_fma()) {
-            if (w.tensor->type == dtype::f32) gemm_plain_rows<float>(X, w, Y);
-            else gemm_plain_rows<std::uint16_t>(X, w, Y);
+#ifdef SDLENS_X86_DISPATCH
+        kernels::gemm_workspace local;
+        kernels::gemm_workspace& ws = workspace ? *workspace : local;
+        if (has_plain_rows(w) && (w.tensor->type == dtype::f32 ? gemm_stored_rows<float>(X, w, Y, bf16_activations, ws)
+                                                                : gemm_stored_rows<std::uint16_t>(X, w, Y, bf16_activations, ws)))
             return;
-        }
 #endif
         // Eigen runs the GEMM on all OpenMP threads.
         if (is_f32_in_place(w)) {

@@ -70,6 +70,13 @@ struct forward_options {
 
     linear_hook on_linear;  // empty = weights are used as stored, without copies
 
+    // Round activations to bf16 in matrix products with bf16 weights, as llama.cpp does: ~2x
+    // faster prompt processing on CPUs with AVX512-BF16; hidden states then differ by ~1e-3
+    // relative. Only products of more than 4 positions without a linear hook are affected (one
+    // token is bound by memory bandwidth and keeps f32 activations); without AVX512-BF16 it is
+    // ignored.
+    bool bf16_activations = false;
+
     bool attention_off(int layer) const
     {
         if (zero_attention) return true;

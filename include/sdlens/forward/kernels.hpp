@@ -1,12 +1,15 @@
 #pragma once
 // The pieces of a transformer block that are not products with weights: norms, rotary position
 // embedding, FFN nonlinearities and causal attention over a KV cache. Rows are positions.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include <Eigen/Core>
 
+#include "sdlens/core/gemm_kernels.hpp"
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
@@ -67,8 +70,36 @@ inline float gelu_tanh(float x)
 }
 inline float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f)); }
 
+namespace detail {
+
+// Y (m x n, row stride ldy) = A (m x k, row stride lda) B^T, where B has n rows of k floats
+// b, b + ldb, ...: by the AVX-512 kernel when the CPU has it, by Eigen otherwise. One thread.
+inline void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B, std::int64_t ldb, std::int64_t n,
+                       std::int64_t k, float* Y, std::int64_t ldy, kernels::gemm_workspace& ws)
+{
+#ifdef SDLENS_X86_DISPATCH
+    if (kernels::has_avx512()) {
+        std::vector<const float*> rows(static_cast<std::size_t>(n));
+        for (std::int64_t j = 0; j < n; ++j) rows[static_cast<std::size_t>(j)] = B + j * ldb;
+        kernels::gemm_nt_avx512(A, lda, m, rows.data(), n, k, Y, ldy, false, ws);
+        return;
+    }
+#endif
+    using strided = Eigen::Map<const row_matrix<float>, 0, Eigen::OuterStride<>>;
+    Eigen::Map<row_matrix<float>, 0, Eigen::OuterStride<>> y(Y, m, n, Eigen::OuterStride<>(ldy));
+    y.noalias() = strided(A, m, k, Eigen::OuterStride<>(lda)) * strided(B, n, k, Eigen::OuterStride<>(ldb)).transpose();
+}
+
+}  // namespace detail
+
 // Causal multi-head attention of T new queries (rows of Q, at positions S - T .. S - 1) over
 // the first S rows of the key and value caches. Query head q reads kv head q / (h / h_kv).
+//
+// The work is split into (head, block of query rows) items, and a block meets only the keys up
+// to its last position: a prompt costs half the products of a full T x S score matrix. Both
+// products (scores = Q K^T and out = P V) take the value rows transposed, V^T, as the matrix
+// product kernels want their second operand; for a few queries (generation) Eigen multiplies by
+// V as it is, since transposing the whole cache would cost more than the product.
 inline void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, const row_matrix<float>& V,
                              std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim,
                              row_matrix<float>& out)
@@ -76,26 +107,45 @@ inline void causal_attention(const row_matrix<float>& Q, const row_matrix<float>
     const std::int64_t T = Q.rows();
     const std::int64_t group = heads / kv_heads;
     const std::int64_t pos0 = S - T;
+    const std::int64_t ldq = Q.cols(), ldkv = K.cols(), ldo = heads * head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    out.resize(T, heads * head_dim);
+    out.resize(T, ldo);
+    constexpr std::int64_t query_block = 64;  // rows of scores per item: 64 x S floats stay in L2
+    constexpr std::int64_t few_queries = 4;
+    const bool transpose_values = T > few_queries;
+    row_matrix<float> vt;  // (kv_heads * head_dim) x S
+    if (transpose_values) vt = V.topRows(S).transpose();
+    const std::int64_t blocks = (T + query_block - 1) / query_block;
     // One thread for short work (one token over a short cache): a parallel region costs more.
     const bool parallel = T * S * heads * head_dim >= (std::int64_t(1) << 17);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (std::int64_t h = 0; h < heads; ++h) {
-        const std::int64_t g = h / group;
-        auto q = Q.middleCols(h * head_dim, head_dim);
-        auto k = K.topRows(S).middleCols(g * head_dim, head_dim);
-        auto v = V.topRows(S).middleCols(g * head_dim, head_dim);
-        row_matrix<float> scores = (q * k.transpose()) * scale;  // T x S
-        for (std::int64_t t = 0; t < T; ++t) {
-            const std::int64_t visible = pos0 + t + 1;
-            auto row = scores.row(t).head(visible);
-            const float top = row.maxCoeff();
-            row = (row.array() - top).exp().matrix();
-            row /= row.sum();
-            scores.row(t).tail(S - visible).setZero();
+#pragma omp parallel if (parallel)
+    {
+        row_matrix<float> scores;
+        kernels::gemm_workspace ws;
+#pragma omp for schedule(dynamic, 1)
+        for (std::int64_t item = 0; item < heads * blocks; ++item) {
+            const std::int64_t h = item / blocks, b = item % blocks, g = h / group;
+            const std::int64_t t0 = b * query_block, rows = std::min(query_block, T - t0);
+            const std::int64_t keys = pos0 + t0 + rows;  // visible to the block's last query
+            scores.resize(rows, keys);
+            const float* q = Q.data() + t0 * ldq + h * head_dim;
+            detail::product_nt(q, ldq, rows, K.data() + g * head_dim, ldkv, keys, head_dim, scores.data(), keys, ws);
+            for (std::int64_t i = 0; i < rows; ++i) {
+                const std::int64_t visible = pos0 + t0 + i + 1;
+                auto row = scores.row(i).head(visible);
+                const float top = row.maxCoeff();
+                row = ((row.array() - top) * scale).exp().matrix();
+                row /= row.sum();
+                scores.row(i).tail(keys - visible).setZero();
+            }
+            float* o = out.data() + t0 * ldo + h * head_dim;
+            if (transpose_values) {
+                detail::product_nt(scores.data(), keys, rows, vt.data() + g * head_dim * S, S, head_dim, keys, o, ldo, ws);
+            } else {
+                Eigen::Map<row_matrix<float>, 0, Eigen::OuterStride<>> y(o, rows, head_dim, Eigen::OuterStride<>(ldo));
+                y.noalias() = scores * V.topRows(keys).middleCols(g * head_dim, head_dim);
+            }
         }
-        out.middleCols(h * head_dim, head_dim).noalias() = scores * v;
     }
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -80,9 +81,39 @@ void write_in_child(const std::filesystem::path& dir, const model_config& c, dty
         throw std::runtime_error("bench_forward: writing the checkpoint failed");
 }
 
+void use_two_threads()
+{
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    Eigen::setNbThreads(2);
+}
+
+// Peak resident memory since the last reset_peak_rss(): VmHWM, which Linux lets a process reset
+// (getrusage's maximum cannot be, and would count the model of the other dtype too).
+double peak_rss_mb()
+{
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+void reset_peak_rss()
+{
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";
+}
+
 // The loaded model of one dtype. Every dtype's file is written on first use, before this process
 // starts any OpenMP thread (a child of a process with an OpenMP thread pool must not use OpenMP),
-// and kept for the process's lifetime.
+// and kept for the process's lifetime. One model is mapped at a time: switching dtype unmaps the
+// other and resets the peak, so each dtype's peak RSS is its own. A newly loaded model runs one
+// token first, as llama-bench warms up: every weight is then mapped, so the first timed
+// benchmark of a dtype does not pay page faults that the others do not.
 const model& bench_model(dtype t)
 {
     struct entry {
@@ -100,23 +131,14 @@ const model& bench_model(dtype t)
         }
     }
     auto& e = cache.at(t);
-    if (!e.m) e.m = std::make_unique<model>(load_model(e.files.dir.string()));
+    if (!e.m) {
+        for (auto& other : cache) other.second.m.reset();
+        reset_peak_rss();
+        e.m = std::make_unique<model>(load_model(e.files.dir.string()));
+        use_two_threads();
+        forward(*e.m, {0});
+    }
     return *e.m;
-}
-
-void use_two_threads()
-{
-#ifdef _OPENMP
-    omp_set_num_threads(2);
-#endif
-    Eigen::setNbThreads(2);
-}
-
-double peak_rss_mb()
-{
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 std::vector<int> bench_tokens(const model_config& c, int n)
@@ -137,6 +159,9 @@ void prompt_processing(benchmark::State& state, dtype t, bool bf16_act)
     const auto tokens = bench_tokens(m.config, n);
     forward_options o;
     o.bf16_activations = bf16_act;
+#ifdef SDLENS_X86_DISPATCH
+    if (bf16_act && !kernels::has_avx512_bf16()) state.SetLabel("no AVX512-BF16 here: the f32 kernel, as bf16");
+#endif
     for (auto _ : state) {
         forward_result r = forward(m, tokens, o);  // logits of the last position, as llama.cpp
         benchmark::DoNotOptimize(r.logits.data());

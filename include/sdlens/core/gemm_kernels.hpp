@@ -23,11 +23,8 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "sdlens/core/dot_kernels.hpp"
+#include "sdlens/core/threads.hpp"
 
 #ifdef SDLENS_X86_DISPATCH
 #define SDLENS_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
@@ -294,29 +291,11 @@ T* aligned_span(std::vector<T>& v, std::size_t n)
     return v.data() + ((64 - addr % 64) % 64) / sizeof(T);
 }
 
-inline int thread_index()
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-inline int max_threads()
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 // Weight rows per block handed to a thread: at most gemm_nc_max, and small enough that every
 // thread gets a block (the k and v projections of grouped-query attention have few rows).
 inline std::int64_t block_rows(std::int64_t N, bool parallel)
 {
-    const std::int64_t threads = parallel ? max_threads() : 1;
+    const std::int64_t threads = parallel ? thread_count() : 1;
     return std::min(gemm_nc_max, round_up((N + threads - 1) / threads, gemm_nr));
 }
 
@@ -336,7 +315,7 @@ void gemm_driver(std::int64_t T, std::int64_t N, std::int64_t Ks, float* Y, std:
     Elem* xp = x_storage.data();
     const std::int64_t nc = block_rows(N, parallel);
     const std::int64_t blocks = (N + nc - 1) / nc;
-    if (w_storage.size() < static_cast<std::size_t>(max_threads())) w_storage.resize(static_cast<std::size_t>(max_threads()));
+    if (w_storage.size() < static_cast<std::size_t>(thread_count())) w_storage.resize(static_cast<std::size_t>(thread_count()));
     (void)parallel;
 #pragma omp parallel if (parallel)
     {

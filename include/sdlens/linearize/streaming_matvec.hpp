@@ -12,11 +12,8 @@
 
 #include <Eigen/Core>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "sdlens/core/dot_kernels.hpp"
+#include "sdlens/core/threads.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
 namespace sdlens {
@@ -32,23 +29,6 @@ inline std::int64_t rows_per_chunk(std::int64_t cols)
 {
     constexpr std::int64_t target_elems = 64 * 1024;
     return std::max<std::int64_t>(1, target_elems / std::max<std::int64_t>(1, cols));
-}
-
-inline int thread_count()
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-inline int thread_index()
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 // A block this narrow, over rows stored as f32 or bf16, is multiplied straight from the stored

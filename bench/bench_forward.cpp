@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -186,8 +187,41 @@ void generation(benchmark::State& state, dtype t)
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
     state.counters["peak_rss_MB"] = peak_rss_mb();
 }
+
+// One token's product with a stored matrix far larger than the caches (1.6 GB of rows of 2048
+// values, as the bench model's wq/wo), through multiply_transposed as generation calls it: the
+// rate at which the one-token path streams weights, to set beside the machine's memory
+// bandwidth.
+void row_products(benchmark::State& state, dtype t)
+{
+    use_two_threads();
+    const std::int64_t cols = 2048;
+    const std::int64_t rows = (bench::smoke() ? (std::int64_t(1) << 22) : std::int64_t(1600) << 20) / (cols * bytes_for(t, 1));
+    std::vector<std::byte> bytes(static_cast<std::size_t>(rows * bytes_for(t, cols)));
+    std::mt19937 rng(2);
+    if (t == dtype::bf16)
+        for (std::size_t i = 0; i + 1 < bytes.size(); i += 2) {
+            const std::uint16_t b = float_to_bf16(static_cast<float>(rng() % 1000) / 1000.0f);
+            std::memcpy(bytes.data() + i, &b, 2);
+        }
+    else
+        for (std::size_t i = 0; i + 3 < bytes.size(); i += 4) {
+            const float f = static_cast<float>(rng() % 1000) / 1000.0f;
+            std::memcpy(bytes.data() + i, &f, 4);
+        }
+    tensor_info w{"w", t, {rows, cols}, bytes.data(), bytes.size()};
+    const matrix_view view = whole(w);
+    row_matrix<float> x = row_matrix<float>::Ones(1, cols), y, scratch;
+    for (auto _ : state) {
+        multiply_transposed(x, view, y, scratch);
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
 }  // namespace
 
+BENCHMARK_CAPTURE(row_products, f32, sdlens::dtype::f32)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(row_products, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(prompt_processing, f32, sdlens::dtype::f32, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(generation, f32, sdlens::dtype::f32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(prompt_processing, bf16, sdlens::dtype::bf16, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();

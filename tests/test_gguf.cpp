@@ -7,12 +7,15 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <sdlens/io/gguf.hpp>
 #include <sdlens/io/gguf_writer.hpp>
+#include <sdlens/io/tokenizer.hpp>
 #include <sdlens/model/gguf_families.hpp>
 #include <sdlens/model/load.hpp>
 #include <sdlens/model/random_model.hpp>
@@ -324,7 +327,9 @@ TEST_CASE("write_gguf_checkpoint round-trips every family through load_model")
             CHECK(g.rotary_dims == c.rotary_dims);
             CHECK(g.rope_theta == doctest::Approx(c.rope_theta).epsilon(1e-6));
             CHECK(g.learned_positions == c.learned_positions);
-            CHECK(g.tied_embeddings == c.tied_embeddings);
+            // GPT-2 files carry the tied embedding again as output.weight, as llama.cpp needs.
+            const bool head_copied = c.tied_embeddings && c.family == model_family::gpt2;
+            CHECK(g.tied_embeddings == (c.tied_embeddings && !head_copied));
             CHECK(g.bias.qkv == c.bias.qkv);
             CHECK(g.bias.o == c.bias.o);
             CHECK(g.bias.ffn == c.bias.ffn);
@@ -338,6 +343,7 @@ TEST_CASE("write_gguf_checkpoint round-trips every family through load_model")
             check_matrix(w.token_embedding, r.token_embedding, view_type(m.token_embedding), "token_embd");
             if (c.learned_positions) check_matrix(w.position_embedding, r.position_embedding, view_type(m.position_embedding), "position_embd");
             if (!c.tied_embeddings) check_matrix(w.lm_head, r.lm_head, view_type(m.lm_head), "output");
+            if (head_copied) check_matrix(w.token_embedding, r.lm_head, view_type(m.lm_head), "output");
             check_vector(w.final_norm, r.final_norm, "output_norm");
             check_vector(w.final_norm_bias, r.final_norm_bias, "output_norm.bias");
             for (std::size_t l = 0; l < w.layers.size(); ++l) {
@@ -364,6 +370,38 @@ TEST_CASE("write_gguf_checkpoint round-trips every family through load_model")
                 CHECK(view_type(v.wv) == t);  // rows of 64 are whole blocks of every type here
             }
         }
+}
+
+TEST_CASE("write_gguf_checkpoint: a placeholder vocabulary of bytes, so text tokenizes and llama.cpp loads the file")
+{
+    temp_dir tmp;
+    model_config small = small_config(model_family::llama);  // 128 ids: BOS 1, EOS 2, <unk> 0, bytes 0x00..0x7C
+    model_config shared_end = small_config(model_family::gpt2);  // BOS = EOS = 127
+    model_config large = small_config(model_family::llama);
+    large.vocab_size = 300;  // every byte, then fillers
+    for (const model_config& c : {small, shared_end, large}) {
+        CAPTURE(c.vocab_size);
+        CAPTURE(family_name(c.family));
+        const auto path = (tmp / (std::string(family_name(c.family)) + std::to_string(c.vocab_size) + ".gguf")).string();
+        write_gguf_checkpoint(path, c, random_weights(c, 5), dtype::f32);
+        const model m = load_model(path);
+        const std::optional<tokenizer> tok = load_tokenizer(*m.source);
+        REQUIRE(tok);
+        CHECK(tok->vocab_size() == c.vocab_size);
+        CHECK(tok->bos() == c.bos_token);
+        CHECK(tok->eos() == c.eos_token);
+        std::set<std::string> distinct;
+        for (int i = 0; i < tok->vocab_size(); ++i) distinct.insert(tok->piece(i));
+        CHECK(distinct.size() == static_cast<std::size_t>(c.vocab_size));  // llama.cpp maps text to id
+        CHECK(tok->id_of("<0x0A>") >= 0);  // llama.cpp looks up the newline byte
+        const std::string text = c.vocab_size >= 259 ? "caf\xC3\xA9\n" : "hi there\n";
+        const std::vector<int> ids = tok->encode(text, false);
+        REQUIRE(!ids.empty());
+        for (int id : ids) CHECK(tok->piece(id).rfind("<0x", 0) == 0);
+        std::string back;
+        for (int id : ids) back += tok->decode(-1, id);
+        CHECK(back.find(text) != std::string::npos);
+    }
 }
 
 TEST_CASE("write_gguf_checkpoint: k-quants and Q4_0 on rows of whole 256-blocks, Q8_0/F16 fallback otherwise")

@@ -1,8 +1,14 @@
 // Speed of the reference forward pass on a Llama-shaped model (d 2048, 16 layers, FFN 5632,
-// 32 heads, 4 kv heads, vocab 32000: ~1.1B parameters) stored in F32 and BF16: prompt processing
-// of 128 and 512 tokens, and generation one token at a time, on 2 threads. llama.cpp on the same
-// kind of machine, 2 threads: F32 142.2 / 138.6 tok/s (pp128 / pp512), 14.3 generating;
-// BF16 303.9 / 261.7, 33.3 generating.
+// 32 heads, 4 kv heads, vocab 32000: ~836M parameters) stored in F32 and BF16: prompt processing
+// of 128 and 512 tokens, and generation one token at a time, on 2 threads; peak RSS per dtype.
+// bench/vs_llama_cpp.sh runs llama.cpp's llama-bench on the same shapes, taking turns with this.
+// On a 2-core Ice Lake server (AVX-512, no AVX512-BF16), two rounds, sdlens vs llama.cpp
+// (February 2025 build), tokens/s:
+//          pp128              pp512              generation         peak RSS
+//   F32    105-116 vs 77-81   118-125 vs 74-82   6.9-7.7 vs 6.5-7.0    3269 vs 3277 MiB
+//   BF16   104-128 vs 89-93   106-133 vs 83      11.4-13.9 vs 10.3-11  1682 vs 1683 MiB
+// llama.cpp on another CPU (with AVX512-BF16) measured F32 142.2 / 138.6 / 14.3 and BF16
+// 303.9 / 261.7 / 33.3: compare only numbers taken on one machine.
 //
 // The checkpoint is written once per process and dtype, under the temp dir, by a child process
 // (so the writer's buffers do not count in this process's peak RSS), and deleted at exit.

@@ -90,7 +90,7 @@ void register_plant(CLI::App& app)
     cmd->add_option("--dtype", opt->dtype_name, "Weight dtype: f32, f16, bf16 (q8_0 with --gguf)")
         ->capture_default_str()
         ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
-    cmd->add_flag("--gguf", opt->gguf, "Write DIR/model.gguf instead of a Hugging Face directory");
+    cmd->add_flag("--gguf", opt->gguf, "Write DIR/model.gguf (llama.cpp loads it) instead of a Hugging Face directory");
     cmd->add_option("--out", opt->out, "Output directory")->required();
     cmd->add_flag("--json", opt->json, "Print the ground truth as JSON");
     cmd->callback([opt] {

@@ -2,12 +2,12 @@ import os
 
 from conan import ConanFile
 from conan.tools.build import can_run
-from conan.tools.cmake import CMake, cmake_layout
+from conan.tools.cmake import CMake, CMakeToolchain, cmake_layout
 
 
 class SdlensTestPackageConan(ConanFile):
     settings = "os", "arch", "compiler", "build_type"
-    generators = "CMakeDeps", "CMakeToolchain", "VirtualRunEnv"
+    generators = "CMakeDeps", "VirtualRunEnv"
     test_type = "explicit"
 
     def requirements(self):
@@ -15,6 +15,12 @@ class SdlensTestPackageConan(ConanFile):
 
     def layout(self):
         cmake_layout(self)
+
+    def generate(self):
+        tc = CMakeToolchain(self)
+        # With sdlens:compiled=True, link the compiled library (test_package/CMakeLists.txt).
+        tc.variables["SDLENS_TEST_COMPILED"] = bool(self.dependencies["sdlens"].options.compiled)
+        tc.generate()
 
     def build(self):
         cmake = CMake(self)

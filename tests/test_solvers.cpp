@@ -1,4 +1,4 @@
-// The solvers on dense matrices with known spectra: Lanczos SVD against Eigen's BDCSVD, Arnoldi
+// The solvers on dense matrices with known spectra: Lanczos SVD against Eigen's JacobiSVD, Arnoldi
 // eigenpairs against Eigen's EigenSolver, failure reporting and determinism.
 #include <doctest/doctest.h>
 
@@ -6,11 +6,13 @@
 #include <cstring>
 #include <random>
 
-#include <Eigen/Dense>
+#include <Eigen/Core>
 
 #include <sdlens/linearize/layer_operator.hpp>
 #include <sdlens/solvers/arnoldi_eigs.hpp>
 #include <sdlens/solvers/lanczos_svd.hpp>
+
+#include "dense_reference.hpp"
 
 namespace {
 using namespace sdlens;
@@ -30,8 +32,8 @@ MatrixXd gaussian(std::int64_t rows, std::int64_t cols, std::uint64_t seed)
 // Q1 diag(s) Q2^T with random orthogonal Q1, Q2: singular values known exactly.
 MatrixXd with_singular_values(const VectorXd& s, std::int64_t rows, std::int64_t cols, std::uint64_t seed)
 {
-    const MatrixXd q1 = gaussian(rows, rows, seed).householderQr().householderQ();
-    const MatrixXd q2 = gaussian(cols, cols, seed + 1).householderQr().householderQ();
+    const MatrixXd q1 = test::orthogonal_factor(gaussian(rows, rows, seed));
+    const MatrixXd q2 = test::orthogonal_factor(gaussian(cols, cols, seed + 1));
     MatrixXd d = MatrixXd::Zero(rows, cols);
     d.diagonal().head(s.size()) = s;
     return q1 * d * q2.transpose();
@@ -43,13 +45,13 @@ double angle_deg(const VectorXd& a, const VectorXd& b)
 }
 }  // namespace
 
-TEST_CASE("Lanczos SVD matches BDCSVD on rectangular and square matrices")
+TEST_CASE("Lanczos SVD matches JacobiSVD on rectangular and square matrices")
 {
     for (auto [rows, cols] : {std::pair<int, int>{150, 120}, {120, 150}, {100, 100}}) {
         CAPTURE(rows);
         CAPTURE(cols);
         const MatrixXd a = gaussian(rows, cols, 7) + 5 * gaussian(rows, 1, 8) * gaussian(1, cols, 9);  // a spike
-        Eigen::BDCSVD<MatrixXd> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
+        const auto svd = test::reference_svd(a);
         const dense_operator<double> op(a);
         for (std::int64_t k : {1, 4}) {
             lanczos_svd<dense_operator<double>> solver(op, k);
@@ -58,11 +60,11 @@ TEST_CASE("Lanczos SVD matches BDCSVD on rectangular and square matrices")
             CHECK(nconv == k);
             // tol 1e-10 sigma_1 on the residual bounds the sigma error by 1e-10 sigma_1 (Weyl).
             for (std::int64_t i = 0; i < k; ++i)
-                CHECK(solver.singular_values()[i] == doctest::Approx(svd.singularValues()[i]).epsilon(1e-8));
+                CHECK(solver.singular_values()[i] == doctest::Approx(svd.sigma[i]).epsilon(1e-8));
             // The spike separates sigma_1: vector error ~ residual / gap, far below 0.01 degrees.
-            CHECK(angle_deg(solver.left_singular_vectors().col(0), svd.matrixU().col(0)) < 0.01);
-            CHECK(angle_deg(solver.right_singular_vectors().col(0), svd.matrixV().col(0)) < 0.01);
-            CHECK(solver.residuals().maxCoeff() < 1e-8 * svd.singularValues()[0]);
+            CHECK(angle_deg(solver.left_singular_vectors().col(0), svd.u.col(0)) < 0.01);
+            CHECK(angle_deg(solver.right_singular_vectors().col(0), svd.v.col(0)) < 0.01);
+            CHECK(solver.residuals().maxCoeff() < 1e-8 * svd.sigma[0]);
             CHECK(solver.applications() >= 2);
         }
     }
@@ -114,8 +116,8 @@ TEST_CASE("Lanczos SVD is deterministic")
 TEST_CASE("Arnoldi eigenpairs match EigenSolver; dense fallback sorts by magnitude")
 {
     const MatrixXd a = gaussian(120, 120, 21) / std::sqrt(120.0) + 3 * gaussian(120, 1, 22) * gaussian(1, 120, 23) / 120;
-    Eigen::EigenSolver<MatrixXd> es(a);
-    std::vector<std::complex<double>> want(es.eigenvalues().data(), es.eigenvalues().data() + 120);
+    const auto es = test::reference_eig(a);
+    std::vector<std::complex<double>> want(es.values.data(), es.values.data() + 120);
     std::sort(want.begin(), want.end(), [](auto x, auto y) { return std::abs(x) > std::abs(y); });
     const dense_operator<double> op(a);
     const auto got = top_eigenpairs(op, 4);
@@ -140,7 +142,7 @@ TEST_CASE("Arnoldi eigenpairs match EigenSolver; dense fallback sorts by magnitu
 TEST_CASE("Arnoldi reports non-convergence as a computation_error")
 {
     // A random orthogonal matrix: every eigenvalue on the unit circle, nothing to separate.
-    const MatrixXd q = gaussian(300, 300, 4).householderQr().householderQ();
+    const MatrixXd q = test::orthogonal_factor(gaussian(300, 300, 4));
     const dense_operator<double> op(q);
     eigs_options o;
     o.max_restarts = 2;

@@ -18,6 +18,7 @@
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
 #include "sdlens/linearize/layer_operator.hpp"
 #include "sdlens/model/model.hpp"
@@ -90,7 +91,8 @@ layer_singular_result singular_triplets_in(const model& m, std::int64_t layer, c
 }  // namespace detail
 
 // Top-k singular triplets of a layer's map (L by default, F for the explosion subspace).
-inline layer_singular_result layer_singular_triplets(const model& m, std::int64_t layer,
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+layer_singular_result layer_singular_triplets(const model& m, std::int64_t layer,
                                                      const layer_analysis_options& o = {},
                                                      layer_map which = layer_map::layer)
 {
@@ -100,7 +102,8 @@ inline layer_singular_result layer_singular_triplets(const model& m, std::int64_
 }
 
 // The right singular vectors of F at a layer: the explosion subspace (v_1 first).
-inline layer_singular_result ffn_right_singular_vectors(const model& m, std::int64_t layer, const layer_analysis_options& o = {})
+template <class = void>
+layer_singular_result ffn_right_singular_vectors(const model& m, std::int64_t layer, const layer_analysis_options& o = {})
 {
     return layer_singular_triplets(m, layer, o, layer_map::ffn);
 }
@@ -130,7 +133,8 @@ inline eigen_alignment best_aligned_eigenvector(const Eigen::VectorXcd& values, 
 }
 
 // The largest-magnitude eigenpairs of R at a layer, and the one best aligned to the direction.
-inline layer_eigen_result layer_eigen_analysis(const model& m, std::int64_t layer, const Eigen::VectorXd& direction,
+template <class = void>
+layer_eigen_result layer_eigen_analysis(const model& m, std::int64_t layer, const Eigen::VectorXd& direction,
                                                const layer_analysis_options& o = {})
 {
     const linearized_layer<double> lin(m.config, detail::layer_at(m, layer), o.linearize);
@@ -212,5 +216,25 @@ inline Eigen::VectorXd read_direction_file(const std::string& path)
     if (!(v.norm() > 0)) fail_input(path, "the direction is the zero vector");
     return v;
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp): the analyses and the solvers over
+// the layer operators they run, one precision or one solver per file.
+#define SDLENS_LAYER_SVD_INSTANTIATIONS(X, Scalar)                                                               \
+    X(class lanczos_svd<layer_map_operator<Scalar>>)                                                            \
+    X(singular_triplets<Scalar> top_singular_triplets(const layer_map_operator<Scalar>&, std::int64_t,            \
+                                                      const lanczos_options&))                                   \
+    X(layer_singular_result detail::singular_triplets_in<Scalar>(const model&, std::int64_t,                      \
+                                                                 const layer_analysis_options&, layer_map))
+#define SDLENS_LAYER_DIRECTIONS_INSTANTIATIONS(X)                                                                 \
+    X(layer_singular_result layer_singular_triplets(const model&, std::int64_t, const layer_analysis_options&, layer_map)) \
+    X(layer_singular_result ffn_right_singular_vectors(const model&, std::int64_t, const layer_analysis_options&))
+#define SDLENS_LAYER_EIGEN_INSTANTIATIONS(X)                                                                      \
+    X(eigenpairs<double> top_eigenpairs(const layer_map_operator<double>&, std::int64_t, const eigs_options&))     \
+    X(layer_eigen_result layer_eigen_analysis(const model&, std::int64_t, const Eigen::VectorXd&,                  \
+                                              const layer_analysis_options&))
+SDLENS_LAYER_SVD_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE, float)
+SDLENS_LAYER_SVD_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE, double)
+SDLENS_LAYER_DIRECTIONS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
+SDLENS_LAYER_EIGEN_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

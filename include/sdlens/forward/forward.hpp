@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 #include <xtensor/xtensor.hpp>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
 #include "sdlens/forward/kernels.hpp"
 #include "sdlens/forward/linear.hpp"
@@ -24,45 +25,12 @@
 namespace sdlens {
 
 // The model must outlive the session (it holds a pointer and reads the weights in place).
-class session {
+// A class template only so that it is compiled where it is used (core/compiled.hpp); `session`
+// below is the one instantiation.
+template <class = void>
+class basic_session {
 public:
-    explicit session(const model& m, forward_options options = {}) : m_(&m), opt_(std::move(options))
-    {
-        const auto& c = m.config;
-        if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
-            throw input_error("model: " + std::to_string(c.num_heads) + " query heads cannot share " +
-                              std::to_string(c.num_kv_heads) + " key/value heads");
-        if (!m.token_embedding) throw input_error("model: no token embedding");
-        for (auto& a : opt_.ablations) {
-            check_layer(a.layer, "direction ablation");
-            if (a.direction.size() != c.hidden_size)
-                throw input_error("direction ablation: the direction has " + std::to_string(a.direction.size()) +
-                                  " entries, the model's hidden size is " + std::to_string(c.hidden_size));
-            const float n = a.direction.norm();
-            if (!(n > 0.0f) || !std::isfinite(n)) throw input_error("direction ablation: the direction is zero");
-            a.direction /= n;
-        }
-        if (opt_.capture_ffn_layer != 0) check_layer(opt_.capture_ffn_layer, "FFN capture");
-        for (int l : opt_.zero_attention_layers) check_layer(l, "attention zeroing");
-        // Norm gains and biases are small: decode them once.
-        for (const auto& w : m.layers) {
-            small_weights s;
-            s.attn_norm = dense_or_empty(w.attn_norm);
-            s.attn_norm_bias = dense_or_empty(w.attn_norm_bias);
-            s.ffn_norm = dense_or_empty(w.ffn_norm);
-            s.ffn_norm_bias = dense_or_empty(w.ffn_norm_bias);
-            s.bq = dense_or_empty(w.bq);
-            s.bk = dense_or_empty(w.bk);
-            s.bv = dense_or_empty(w.bv);
-            s.bo = dense_or_empty(w.bo);
-            s.b_up = dense_or_empty(w.b_up);
-            s.b_down = dense_or_empty(w.b_down);
-            small_.push_back(std::move(s));
-        }
-        final_norm_ = dense_or_empty(m.final_norm);
-        final_norm_bias_ = dense_or_empty(m.final_norm_bias);
-        cache_.resize(m.layers.size());
-    }
+    explicit basic_session(const model& m, forward_options options = {});
 
     const model& get_model() const { return *m_; }
     const forward_options& options() const { return opt_; }
@@ -72,87 +40,10 @@ public:
 
     // Runs tokens at positions position() .. position() + T - 1 and appends them to the cache.
     // Hidden states and captures in the result are those of these T tokens.
-    forward_result run(const std::vector<int>& tokens)
-    {
-        const model_config& c = m_->config;
-        const std::int64_t T = static_cast<std::int64_t>(tokens.size());
-        const std::int64_t d = c.hidden_size;
-        const std::int64_t L = static_cast<std::int64_t>(m_->layers.size());
-        const std::int64_t pos0 = pos_;
-        check_tokens(tokens);
-        forward_result result;
-        if (T == 0) return result;
-
-        // Embeddings (plus learned positions).
-        row_matrix<float> x(T, d);
-        for (std::int64_t t = 0; t < T; ++t) read_rows(m_->token_embedding, tokens[t], 1, x.row(t).data());
-        if (c.learned_positions) {
-            row_matrix<float> p(T, d);
-            read_rows(m_->position_embedding, pos0, T, p.data());
-            x += p;
-        }
-        if (opt_.hidden_states) {
-            result.hidden = xt::xtensor<float, 3>::from_shape({static_cast<std::size_t>(L + 1), static_cast<std::size_t>(T),
-                                                                static_cast<std::size_t>(d)});
-            store_hidden(result, 0, x);
-        }
-
-        row_matrix<float> a, attn, f_in, ffn_out;
-        for (std::int64_t l = 0; l < L; ++l) {
-            const int layer = static_cast<int>(l + 1);
-            const layer_weights& w = m_->layers[l];
-            const small_weights& s = small_[l];
-
-            normalize_rows(x, c.norm, c.norm_eps, s.attn_norm, s.attn_norm_bias, a);
-            if (opt_.attention_off(layer)) attn.setZero(T, d);
-            else attention(layer, w, s, a, pos0, attn);
-
-            const row_matrix<float>* ffn_raw = &x;
-            if (c.parallel_residual) {
-                if (c.shared_input_norm) f_in = a;
-                else normalize_rows(x, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
-            } else {
-                x += attn;
-                normalize_rows(x, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
-            }
-            for (const auto& ab : opt_.ablations)
-                if (ab.layer == layer) f_in -= (f_in * ab.direction) * ab.direction.transpose();
-            if (layer == opt_.capture_ffn_layer) {
-                result.ffn_input_raw = *ffn_raw;
-                result.ffn_input = f_in;
-            }
-
-            ffn(layer, w, s, f_in, ffn_out);
-            if (layer == opt_.capture_ffn_layer) result.ffn_output = ffn_out;
-
-            x += ffn_out;
-            if (c.parallel_residual) x += attn;
-            if (opt_.hidden_states) store_hidden(result, l + 1, x);
-        }
-
-        if (opt_.logits != forward_options::logits_mode::none) {
-            const bool all = opt_.logits == forward_options::logits_mode::all;
-            row_matrix<float> last = all ? x : row_matrix<float>(x.bottomRows(1));
-            row_matrix<float> normed;
-            normalize_rows(last, c.norm, c.norm_eps, final_norm_, final_norm_bias_, normed);
-            linear({0, linear_kind::lm_head}, normed, m_->lm_head, result.logits);
-        }
-        pos_ += T;
-        return result;
-    }
+    forward_result run(const std::vector<int>& tokens);
 
     // Logits of the next position after one more token.
-    Eigen::VectorXf next(int token)
-    {
-        const auto saved = opt_.logits;
-        opt_.logits = forward_options::logits_mode::last;
-        const bool saved_hidden = opt_.hidden_states;
-        opt_.hidden_states = false;
-        forward_result r = run({token});
-        opt_.logits = saved;
-        opt_.hidden_states = saved_hidden;
-        return r.logits.row(0).transpose();
-    }
+    Eigen::VectorXf next(int token);
 
 private:
     struct small_weights {
@@ -164,101 +55,21 @@ private:
     };
 
     static Eigen::VectorXf dense_or_empty(const vector_view& v) { return v ? to_dense(v) : Eigen::VectorXf(); }
-
-    void check_layer(int layer, const char* what) const
-    {
-        if (layer < 1 || layer > static_cast<int>(m_->layers.size()))
-            throw input_error(std::string(what) + ": layer " + std::to_string(layer) + " is not in 1.." +
-                              std::to_string(m_->layers.size()));
-    }
-
-    void check_tokens(const std::vector<int>& tokens) const
-    {
-        const model_config& c = m_->config;
-        const std::int64_t vocab = m_->token_embedding.rows;
-        for (int t : tokens)
-            if (t < 0 || t >= vocab)
-                throw input_error("tokens: " + std::to_string(t) + " is outside the vocabulary 0.." + std::to_string(vocab - 1));
-        const std::int64_t end = pos_ + static_cast<std::int64_t>(tokens.size());
-        if (c.learned_positions && end > m_->position_embedding.rows)
-            throw input_error("tokens: " + std::to_string(end) + " positions exceed the model's " +
-                              std::to_string(m_->position_embedding.rows) + " learned positions");
-    }
-
+    void check_layer(int layer, const char* what) const;
+    void check_tokens(const std::vector<int>& tokens) const;
     void store_hidden(forward_result& r, std::int64_t index, const row_matrix<float>& x) const
     {
         std::copy(x.data(), x.data() + x.size(), r.hidden.data() + index * x.size());
     }
-
     static void add_bias(row_matrix<float>& Y, const Eigen::VectorXf& b)
     {
         if (b.size()) Y.rowwise() += b.transpose();
     }
-
     // Y = X W^T, through the linear hook when there is one.
-    void linear(const linear_site& site, const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y)
-    {
-        if (!opt_.on_linear) {
-            multiply_transposed(X, w, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
-            return;
-        }
-        row_matrix<float> input = X;
-        decode_matrix(w, scratch_);
-        opt_.on_linear(site, input, scratch_);
-        if (input.cols() != scratch_.cols() || scratch_.rows() != w.rows)
-            throw input_error(w.tensor->name + ": after the linear hook, the weight is " + std::to_string(scratch_.rows()) +
-                              " x " + std::to_string(scratch_.cols()) + " and the input has " +
-                              std::to_string(input.cols()) + " columns");
-        Y.noalias() = input * scratch_.transpose();
-    }
-
+    void linear(const linear_site& site, const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y);
     void attention(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& a,
-                   std::int64_t pos0, row_matrix<float>& out)
-    {
-        const model_config& c = m_->config;
-        const std::int64_t T = a.rows();
-        row_matrix<float> q, k, v, o;
-        linear({layer, linear_kind::q}, a, w.wq, q);
-        linear({layer, linear_kind::k}, a, w.wk, k);
-        linear({layer, linear_kind::v}, a, w.wv, v);
-        add_bias(q, s.bq);
-        add_bias(k, s.bk);
-        add_bias(v, s.bv);
-        apply_rope(q, c.num_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
-        apply_rope(k, c.num_kv_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
-
-        kv_cache& cache = cache_[layer - 1];
-        const std::int64_t S = pos0 + T;
-        if (cache.k.rows() < S) {
-            const std::int64_t capacity = std::max<std::int64_t>(S, 2 * cache.k.rows());
-            cache.k.conservativeResize(capacity, c.kv_dim());
-            cache.v.conservativeResize(capacity, c.kv_dim());
-        }
-        cache.k.middleRows(pos0, T) = k;
-        cache.v.middleRows(pos0, T) = v;
-
-        causal_attention(q, cache.k, cache.v, S, c.num_heads, c.num_kv_heads, c.head_dim, o);
-        linear({layer, linear_kind::o}, o, w.wo, out);
-        add_bias(out, s.bo);
-    }
-
-    void ffn(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& x, row_matrix<float>& out)
-    {
-        const model_config& c = m_->config;
-        row_matrix<float> up, gate;
-        linear({layer, linear_kind::up}, x, w.w_up, up);
-        add_bias(up, s.b_up);
-        if (c.activation == activation_kind::swiglu) {
-            linear({layer, linear_kind::gate}, x, w.w_gate, gate);
-            up.array() *= gate.unaryExpr([](float g) { return silu(g); }).array();
-        } else if (c.activation == activation_kind::gelu_tanh) {
-            up = up.unaryExpr([](float u) { return gelu_tanh(u); });
-        } else {
-            up = up.unaryExpr([](float u) { return gelu_erf(u); });
-        }
-        linear({layer, linear_kind::down}, up, w.w_down, out);
-        add_bias(out, s.b_down);
-    }
+                   std::int64_t pos0, row_matrix<float>& out);
+    void ffn(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& x, row_matrix<float>& out);
 
     const model* m_;
     forward_options opt_;
@@ -270,8 +81,225 @@ private:
     kernels::gemm_workspace gemm_workspace_;  // packing buffers of the matrix-product kernels, likewise
 };
 
+using session = basic_session<>;
+
+// The members below are out of line so that an extern template declaration keeps them out of the
+// files that include this header.
+template <class D>
+basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m), opt_(std::move(options))
+{
+    const auto& c = m.config;
+    if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+        throw input_error("model: " + std::to_string(c.num_heads) + " query heads cannot share " +
+                          std::to_string(c.num_kv_heads) + " key/value heads");
+    if (!m.token_embedding) throw input_error("model: no token embedding");
+    for (auto& a : opt_.ablations) {
+        check_layer(a.layer, "direction ablation");
+        if (a.direction.size() != c.hidden_size)
+            throw input_error("direction ablation: the direction has " + std::to_string(a.direction.size()) +
+                              " entries, the model's hidden size is " + std::to_string(c.hidden_size));
+        const float n = a.direction.norm();
+        if (!(n > 0.0f) || !std::isfinite(n)) throw input_error("direction ablation: the direction is zero");
+        a.direction /= n;
+    }
+    if (opt_.capture_ffn_layer != 0) check_layer(opt_.capture_ffn_layer, "FFN capture");
+    for (int l : opt_.zero_attention_layers) check_layer(l, "attention zeroing");
+    // Norm gains and biases are small: decode them once.
+    for (const auto& w : m.layers) {
+        small_weights s;
+        s.attn_norm = dense_or_empty(w.attn_norm);
+        s.attn_norm_bias = dense_or_empty(w.attn_norm_bias);
+        s.ffn_norm = dense_or_empty(w.ffn_norm);
+        s.ffn_norm_bias = dense_or_empty(w.ffn_norm_bias);
+        s.bq = dense_or_empty(w.bq);
+        s.bk = dense_or_empty(w.bk);
+        s.bv = dense_or_empty(w.bv);
+        s.bo = dense_or_empty(w.bo);
+        s.b_up = dense_or_empty(w.b_up);
+        s.b_down = dense_or_empty(w.b_down);
+        small_.push_back(std::move(s));
+    }
+    final_norm_ = dense_or_empty(m.final_norm);
+    final_norm_bias_ = dense_or_empty(m.final_norm_bias);
+    cache_.resize(m.layers.size());
+}
+
+template <class D>
+forward_result basic_session<D>::run(const std::vector<int>& tokens)
+{
+    const model_config& c = m_->config;
+    const std::int64_t T = static_cast<std::int64_t>(tokens.size());
+    const std::int64_t d = c.hidden_size;
+    const std::int64_t L = static_cast<std::int64_t>(m_->layers.size());
+    const std::int64_t pos0 = pos_;
+    check_tokens(tokens);
+    forward_result result;
+    if (T == 0) return result;
+
+    // Embeddings (plus learned positions).
+    row_matrix<float> x(T, d);
+    for (std::int64_t t = 0; t < T; ++t) read_rows(m_->token_embedding, tokens[t], 1, x.row(t).data());
+    if (c.learned_positions) {
+        row_matrix<float> p(T, d);
+        read_rows(m_->position_embedding, pos0, T, p.data());
+        x += p;
+    }
+    if (opt_.hidden_states) {
+        result.hidden = xt::xtensor<float, 3>::from_shape({static_cast<std::size_t>(L + 1), static_cast<std::size_t>(T),
+                                                            static_cast<std::size_t>(d)});
+        store_hidden(result, 0, x);
+    }
+
+    row_matrix<float> a, attn, f_in, ffn_out;
+    for (std::int64_t l = 0; l < L; ++l) {
+        const int layer = static_cast<int>(l + 1);
+        const layer_weights& w = m_->layers[l];
+        const small_weights& s = small_[l];
+
+        normalize_rows(x, c.norm, c.norm_eps, s.attn_norm, s.attn_norm_bias, a);
+        if (opt_.attention_off(layer)) attn.setZero(T, d);
+        else attention(layer, w, s, a, pos0, attn);
+
+        const row_matrix<float>* ffn_raw = &x;
+        if (c.parallel_residual) {
+            if (c.shared_input_norm) f_in = a;
+            else normalize_rows(x, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
+        } else {
+            x += attn;
+            normalize_rows(x, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
+        }
+        for (const auto& ab : opt_.ablations)
+            if (ab.layer == layer) f_in -= (f_in * ab.direction) * ab.direction.transpose();
+        if (layer == opt_.capture_ffn_layer) {
+            result.ffn_input_raw = *ffn_raw;
+            result.ffn_input = f_in;
+        }
+
+        ffn(layer, w, s, f_in, ffn_out);
+        if (layer == opt_.capture_ffn_layer) result.ffn_output = ffn_out;
+
+        x += ffn_out;
+        if (c.parallel_residual) x += attn;
+        if (opt_.hidden_states) store_hidden(result, l + 1, x);
+    }
+
+    if (opt_.logits != forward_options::logits_mode::none) {
+        const bool all = opt_.logits == forward_options::logits_mode::all;
+        row_matrix<float> last = all ? x : row_matrix<float>(x.bottomRows(1));
+        row_matrix<float> normed;
+        normalize_rows(last, c.norm, c.norm_eps, final_norm_, final_norm_bias_, normed);
+        linear({0, linear_kind::lm_head}, normed, m_->lm_head, result.logits);
+    }
+    pos_ += T;
+    return result;
+}
+
+template <class D>
+Eigen::VectorXf basic_session<D>::next(int token)
+{
+    const auto saved = opt_.logits;
+    opt_.logits = forward_options::logits_mode::last;
+    const bool saved_hidden = opt_.hidden_states;
+    opt_.hidden_states = false;
+    forward_result r = run({token});
+    opt_.logits = saved;
+    opt_.hidden_states = saved_hidden;
+    return r.logits.row(0).transpose();
+}
+
+template <class D>
+void basic_session<D>::check_layer(int layer, const char* what) const
+{
+    if (layer < 1 || layer > static_cast<int>(m_->layers.size()))
+        throw input_error(std::string(what) + ": layer " + std::to_string(layer) + " is not in 1.." +
+                          std::to_string(m_->layers.size()));
+}
+
+template <class D>
+void basic_session<D>::check_tokens(const std::vector<int>& tokens) const
+{
+    const model_config& c = m_->config;
+    const std::int64_t vocab = m_->token_embedding.rows;
+    for (int t : tokens)
+        if (t < 0 || t >= vocab)
+            throw input_error("tokens: " + std::to_string(t) + " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+    const std::int64_t end = pos_ + static_cast<std::int64_t>(tokens.size());
+    if (c.learned_positions && end > m_->position_embedding.rows)
+        throw input_error("tokens: " + std::to_string(end) + " positions exceed the model's " +
+                          std::to_string(m_->position_embedding.rows) + " learned positions");
+}
+
+template <class D>
+void basic_session<D>::linear(const linear_site& site, const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y)
+{
+    if (!opt_.on_linear) {
+        multiply_transposed(X, w, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
+        return;
+    }
+    row_matrix<float> input = X;
+    decode_matrix(w, scratch_);
+    opt_.on_linear(site, input, scratch_);
+    if (input.cols() != scratch_.cols() || scratch_.rows() != w.rows)
+        throw input_error(w.tensor->name + ": after the linear hook, the weight is " + std::to_string(scratch_.rows()) +
+                          " x " + std::to_string(scratch_.cols()) + " and the input has " +
+                          std::to_string(input.cols()) + " columns");
+    Y.noalias() = input * scratch_.transpose();
+}
+
+template <class D>
+void basic_session<D>::attention(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& a,
+                                 std::int64_t pos0, row_matrix<float>& out)
+{
+    const model_config& c = m_->config;
+    const std::int64_t T = a.rows();
+    row_matrix<float> q, k, v, o;
+    linear({layer, linear_kind::q}, a, w.wq, q);
+    linear({layer, linear_kind::k}, a, w.wk, k);
+    linear({layer, linear_kind::v}, a, w.wv, v);
+    add_bias(q, s.bq);
+    add_bias(k, s.bk);
+    add_bias(v, s.bv);
+    apply_rope(q, c.num_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
+    apply_rope(k, c.num_kv_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
+
+    kv_cache& cache = cache_[layer - 1];
+    const std::int64_t S = pos0 + T;
+    if (cache.k.rows() < S) {
+        const std::int64_t capacity = std::max<std::int64_t>(S, 2 * cache.k.rows());
+        cache.k.conservativeResize(capacity, c.kv_dim());
+        cache.v.conservativeResize(capacity, c.kv_dim());
+    }
+    cache.k.middleRows(pos0, T) = k;
+    cache.v.middleRows(pos0, T) = v;
+
+    causal_attention(q, cache.k, cache.v, S, c.num_heads, c.num_kv_heads, c.head_dim, o);
+    linear({layer, linear_kind::o}, o, w.wo, out);
+    add_bias(out, s.bo);
+}
+
+template <class D>
+void basic_session<D>::ffn(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& x,
+                           row_matrix<float>& out)
+{
+    const model_config& c = m_->config;
+    row_matrix<float> up, gate;
+    linear({layer, linear_kind::up}, x, w.w_up, up);
+    add_bias(up, s.b_up);
+    if (c.activation == activation_kind::swiglu) {
+        linear({layer, linear_kind::gate}, x, w.w_gate, gate);
+        up.array() *= gate.unaryExpr([](float g) { return silu(g); }).array();
+    } else if (c.activation == activation_kind::gelu_tanh) {
+        up = up.unaryExpr([](float u) { return gelu_tanh(u); });
+    } else {
+        up = up.unaryExpr([](float u) { return gelu_erf(u); });
+    }
+    linear({layer, linear_kind::down}, up, w.w_down, out);
+    add_bias(out, s.b_down);
+}
+
 // One sequence from position 0.
-inline forward_result forward(const model& m, const std::vector<int>& tokens, const forward_options& options = {})
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+forward_result forward(const model& m, const std::vector<int>& tokens, const forward_options& options = {})
 {
     session s(m, options);
     return s.run(tokens);
@@ -286,7 +314,8 @@ inline int argmax(const Eigen::VectorXf& logits)
 
 // Greedy continuation of a prompt: up to n new tokens, stopping before stop_token (llama2.c stops
 // at BOS, which delimits stories) when it is >= 0. The prompt must not be empty.
-inline std::vector<int> greedy_generate(const model& m, const std::vector<int>& prompt, int n, int stop_token = -1,
+template <class = void>
+std::vector<int> greedy_generate(const model& m, const std::vector<int>& prompt, int n, int stop_token = -1,
                                         const forward_options& options = {})
 {
     if (prompt.empty()) throw input_error("generate: the prompt has no tokens");
@@ -305,5 +334,12 @@ inline std::vector<int> greedy_generate(const model& m, const std::vector<int>& 
     }
     return out;
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_FORWARD_INSTANTIATIONS(X)                                                                \
+    X(class basic_session<void>)                                                                      \
+    X(forward_result forward(const model&, const std::vector<int>&, const forward_options&))          \
+    X(std::vector<int> greedy_generate(const model&, const std::vector<int>&, int, int, const forward_options&))
+SDLENS_FORWARD_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

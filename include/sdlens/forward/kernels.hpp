@@ -9,6 +9,7 @@
 
 #include <Eigen/Core>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/gemm_kernels.hpp"
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/matrix_view.hpp"
@@ -74,8 +75,9 @@ namespace detail {
 
 // Y (m x n, row stride ldy) = A (m x k, row stride lda) B^T, where B has n rows of k floats
 // b, b + ldb, ...: by the AVX-512 kernel when the CPU has it, by Eigen otherwise. One thread.
-inline void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B, std::int64_t ldb, std::int64_t n,
-                       std::int64_t k, float* Y, std::int64_t ldy, kernels::gemm_workspace& ws)
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B, std::int64_t ldb, std::int64_t n,
+                std::int64_t k, float* Y, std::int64_t ldy, kernels::gemm_workspace& ws)
 {
 #ifdef SDLENS_X86_DISPATCH
     if (kernels::has_avx512()) {
@@ -100,9 +102,10 @@ inline void product_nt(const float* A, std::int64_t lda, std::int64_t m, const f
 // products (scores = Q K^T and out = P V) take the value rows transposed, V^T, as the matrix
 // product kernels want their second operand; for a few queries (generation) Eigen multiplies by
 // V as it is, since transposing the whole cache would cost more than the product.
-inline void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, const row_matrix<float>& V,
-                             std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim,
-                             row_matrix<float>& out)
+template <class = void>
+void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, const row_matrix<float>& V,
+                      std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim,
+                      row_matrix<float>& out)
 {
     const std::int64_t T = Q.rows();
     const std::int64_t group = heads / kv_heads;
@@ -148,5 +151,11 @@ inline void causal_attention(const row_matrix<float>& Q, const row_matrix<float>
         }
     }
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_KERNELS_INSTANTIATIONS(X)                                                                        \
+    X(void causal_attention(const row_matrix<float>&, const row_matrix<float>&, const row_matrix<float>&,       \
+                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&))
+SDLENS_KERNELS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

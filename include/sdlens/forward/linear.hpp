@@ -12,6 +12,7 @@
 
 #include <Eigen/Core>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
 #include "sdlens/core/dot_kernels.hpp"
 #include "sdlens/core/gemm_kernels.hpp"
@@ -47,7 +48,8 @@ decltype(auto) with_f32_map(const matrix_view& w, Fn&& fn)
 }
 
 // Decodes the whole view into buf (rows x cols), rows in parallel.
-inline void decode_matrix(const matrix_view& w, row_matrix<float>& buf)
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+void decode_matrix(const matrix_view& w, row_matrix<float>& buf)
 {
     buf.resize(w.rows, w.cols);
     constexpr std::int64_t chunk = 32;
@@ -108,8 +110,9 @@ constexpr std::int64_t gemv_max_rows = 4;
 // (optional) for the matrix-product kernels' packing buffers.
 // bf16_activations: in products of more than gemv_max_rows rows with bf16 weights, round X to
 // bf16 as llama.cpp does, when the CPU has AVX512-BF16 (see forward_options::bf16_activations).
-inline void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, row_matrix<float>& scratch,
-                                bool bf16_activations = false, kernels::gemm_workspace* workspace = nullptr)
+template <class = void>
+void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, row_matrix<float>& scratch,
+                         bool bf16_activations = false, kernels::gemm_workspace* workspace = nullptr)
 {
     const std::int64_t T = X.rows();
     if (X.cols() != w.cols)
@@ -169,5 +172,12 @@ inline void multiply_transposed(const row_matrix<float>& X, const matrix_view& w
         }
     }
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_LINEAR_INSTANTIATIONS(X)                                                                          \
+    X(void decode_matrix(const matrix_view&, row_matrix<float>&))                                               \
+    X(void multiply_transposed(const row_matrix<float>&, const matrix_view&, row_matrix<float>&, row_matrix<float>&, \
+                               bool, kernels::gemm_workspace*))
+SDLENS_LINEAR_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

@@ -18,6 +18,7 @@
 #include <Eigen/Core>
 #include <Eigen/QR>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
 #include "sdlens/linearize/gaussian_expectation.hpp"
 #include "sdlens/linearize/streaming_matvec.hpp"
@@ -104,7 +105,8 @@ inline void row_norms_and_dots(const matrix_view& a, const matrix_view* b, Eigen
 }  // namespace detail
 
 // The exact F1's row scalings for one layer: one pass over W_gate and W_up (or W_up and b_up).
-inline ffn_row_scales exact_ffn_row_scales(const model_config& config, const layer_weights& w)
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+ffn_row_scales exact_ffn_row_scales(const model_config& config, const layer_weights& w)
 {
     ffn_row_scales out;
     out.activation = config.activation;
@@ -161,7 +163,8 @@ block_of<Scalar> ffn_nonlinearity(const model_config& config, const layer_weight
 
 // The paper's estimator: Z ~ N(0, I_d) (N x d, seeded), Y = phi(Z) (N x M), F1 = lstsq(Z, Y)^T.
 // Samples are generated and pushed through phi in batches so that memory stays N x (d + M).
-inline Eigen::MatrixXd monte_carlo_f1(const model_config& config, const layer_weights& w, std::int64_t samples,
+template <class = void>
+Eigen::MatrixXd monte_carlo_f1(const model_config& config, const layer_weights& w, std::int64_t samples,
                                       std::uint64_t seed)
 {
     const std::int64_t d = w.w_up.cols, m = w.w_up.rows;
@@ -179,5 +182,11 @@ inline Eigen::MatrixXd monte_carlo_f1(const model_config& config, const layer_we
     }
     return z.householderQr().solve(y).transpose();
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_FFN_LINEARIZATION_INSTANTIATIONS(X)                                    \
+    X(ffn_row_scales exact_ffn_row_scales(const model_config&, const layer_weights&)) \
+    X(Eigen::MatrixXd monte_carlo_f1(const model_config&, const layer_weights&, std::int64_t, std::uint64_t))
+SDLENS_FFN_LINEARIZATION_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

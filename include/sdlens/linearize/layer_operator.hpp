@@ -18,6 +18,7 @@
 #include "sdlens/linearize/ffn_linearization.hpp"
 #include "sdlens/linearize/streaming_matvec.hpp"
 #include "sdlens/model/model.hpp"
+#include "sdlens/solvers/dense_operator.hpp"  // dense forms as operators, for callers of this header
 
 namespace sdlens {
 
@@ -272,23 +273,6 @@ public:
 private:
     const linearized_layer<Scalar>* layer_;
     layer_map which_;
-};
-
-// A dense matrix as an operator (tests, small layers).
-template <class Scalar>
-class dense_operator {
-public:
-    using scalar_type = Scalar;
-    using block = block_of<Scalar>;
-
-    explicit dense_operator(const block& m) : m_(&m) {}
-    std::int64_t rows() const { return m_->rows(); }
-    std::int64_t cols() const { return m_->cols(); }
-    void apply(const block& x, block& y) const { y.noalias() = *m_ * x; }
-    void apply_transpose(const block& x, block& y) const { y.noalias() = m_->transpose() * x; }
-
-private:
-    const block* m_;
 };
 
 }  // namespace sdlens

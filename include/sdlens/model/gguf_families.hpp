@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/io/gguf.hpp"
 #include "sdlens/io/gguf_writer.hpp"
 #include "sdlens/io/llama2c.hpp"
@@ -415,7 +416,8 @@ inline placeholder_vocabulary make_placeholder_vocabulary(const model_config& c)
 // llama.cpp applies for the architecture (Hugging Face Llama weights, rope half, get
 // convert_hf_to_gguf's permutation; read back they describe the same model with rope adjacent).
 // The file carries a placeholder vocabulary (see placeholder_vocabulary), so llama.cpp loads it.
-inline void write_gguf_checkpoint(const std::string& path, const model_config& c, const dense_weights& w, dtype type)
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+void write_gguf_checkpoint(const std::string& path, const model_config& c, const dense_weights& w, dtype type)
 {
     const std::string arch = detail::gguf_arch_name(c.family);
     const std::string p = arch + ".";
@@ -530,5 +532,10 @@ inline void write_gguf_checkpoint(const std::string& path, const model_config& c
     }
     g.write(path);
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_GGUF_WRITER_INSTANTIATIONS(X) \
+    X(void write_gguf_checkpoint(const std::string&, const model_config&, const dense_weights&, dtype))
+SDLENS_GGUF_WRITER_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

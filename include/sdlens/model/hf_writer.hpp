@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/io/safetensors_writer.hpp"
 #include "sdlens/model/dense_weights.hpp"
 #include "sdlens/model/hf_config.hpp"
@@ -226,7 +227,8 @@ inline std::vector<tensor_bytes> hf_tensors(const model_config& c, const dense_w
     return out;
 }
 
-inline void write_hf_checkpoint(const std::string& dir, const model_config& config, const dense_weights& w, dtype t)
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+void write_hf_checkpoint(const std::string& dir, const model_config& config, const dense_weights& w, dtype t)
 {
     if (t != dtype::f32 && t != dtype::f16 && t != dtype::bf16)
         fail_input(dir, std::string("Hugging Face checkpoints are written in f32, f16 or bf16, not ") + dtype_name(t));
@@ -244,5 +246,10 @@ inline void write_hf_checkpoint(const std::string& dir, const model_config& conf
     if (!out) fail_input(config_file, "write failed");
     write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_HF_WRITER_INSTANTIATIONS(X) \
+    X(void write_hf_checkpoint(const std::string&, const model_config&, const dense_weights&, dtype))
+SDLENS_HF_WRITER_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

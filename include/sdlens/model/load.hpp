@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/model/model.hpp"
 // Each format's reader and family adapter.
 #include "sdlens/io/safetensors.hpp"
@@ -20,7 +21,8 @@ struct load_options {
     std::string tokenizer_path;  // llama2.c keeps its tokenizer in a separate file
 };
 
-inline model load_model(const std::string& path, const load_options& options = {})
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+model load_model(const std::string& path, const load_options& options = {})
 {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -42,5 +44,10 @@ inline model load_model(const std::string& path, const load_options& options = {
     auto ckpt = std::make_shared<const checkpoint>(read_safetensors(path));
     return build_hf_model(ckpt);
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_LOAD_INSTANTIATIONS(X) \
+    X(model load_model(const std::string&, const load_options&))
+SDLENS_LOAD_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

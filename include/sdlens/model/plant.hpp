@@ -91,6 +91,7 @@
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/dense_weights.hpp"
@@ -316,7 +317,8 @@ inline void check_plant_options(const model_config& c, const plant_options& o)
 }
 
 // Plants the defects described at the top of this file into w (weights of config c).
-inline planted_model plant_defects(const model_config& c, dense_weights w, const plant_options& o)
+template <class = void>  // compiled where it is called (core/compiled.hpp)
+planted_model plant_defects(const model_config& c, dense_weights w, const plant_options& o)
 {
     check_plant_options(c, o);
     const std::int64_t d = c.hidden_size, L = c.num_layers, M = c.ffn_size, m = o.neurons;
@@ -457,7 +459,7 @@ inline planted_model plant_defects(const model_config& c, dense_weights w, const
             x.w_down.col(r) = out;
         }
         // What the neurons give an ordinary token (x^ blind: phi(0) = gelu(bias)), taken back.
-        if (x.b_down.size()) x.b_down -= (static_cast<double>(neurons.size()) * phi(0) * gain * u).cast<float>();
+        if (x.b_down.size()) x.b_down -= (static_cast<double>(neurons.size()) * phi(0) * gain * u).template cast<float>();
     };
     plant(w.layers[static_cast<std::size_t>(E - 1)], truth.explosion_neurons, t, alpha_e, beta_e);
     plant(w.layers[static_cast<std::size_t>(D - 1)], truth.decay_neurons, u, alpha_d, -beta_d);
@@ -473,10 +475,17 @@ inline planted_model plant_defects(const model_config& c, dense_weights w, const
 }
 
 // A planted model on random_weights(config, seed).
-inline planted_model plant_random_model(const model_config& c, const plant_options& o)
+template <class = void>
+planted_model plant_random_model(const model_config& c, const plant_options& o)
 {
     check_plant_options(c, o);
     return plant_defects(c, random_weights(c, o.seed), o);
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
+#define SDLENS_PLANT_INSTANTIATIONS(X) \
+    X(planted_model plant_defects(const model_config&, dense_weights, const plant_options&)) \
+    X(planted_model plant_random_model(const model_config&, const plant_options&))
+SDLENS_PLANT_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

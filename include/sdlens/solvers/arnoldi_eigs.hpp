@@ -12,7 +12,9 @@
 #include <Eigen/Eigenvalues>
 #include <Spectra/GenEigsSolver.h>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
+#include "sdlens/solvers/dense_operator.hpp"
 
 namespace sdlens {
 
@@ -111,5 +113,14 @@ eigenpairs<typename Op::scalar_type> top_eigenpairs(const Op& op, std::int64_t k
     out.applications = sop.applications();
     return out;
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp), in double (float is compiled where
+// it is called); the dense decomposition and Arnoldi each in a file of its own.
+#define SDLENS_DENSE_EIGENPAIRS_INSTANTIATIONS(X, Scalar) \
+    X(eigenpairs<Scalar> dense_eigenpairs(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>&, std::int64_t))
+#define SDLENS_ARNOLDI_EIGS_INSTANTIATIONS(X, Scalar) \
+    X(eigenpairs<Scalar> top_eigenpairs(const dense_operator<Scalar>&, std::int64_t, const eigs_options&))
+SDLENS_DENSE_EIGENPAIRS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE, double)
+SDLENS_ARNOLDI_EIGS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE, double)
 
 }  // namespace sdlens

@@ -23,7 +23,9 @@
 #include <Eigen/SVD>
 #include <Spectra/Util/CompInfo.h>
 
+#include "sdlens/core/compiled.hpp"
 #include "sdlens/core/error.hpp"
+#include "sdlens/solvers/dense_operator.hpp"
 
 namespace sdlens {
 
@@ -53,109 +55,7 @@ public:
     // Runs until the k triplets satisfy ||A^T u_i - s_i v_i|| <= tol * s_1 or max_restarts pass.
     // Returns the number of converged triplets. verify: also compute the true residuals
     // ||A v_i - s_i u_i||, ||A^T u_i - s_i v_i|| (two more block applications).
-    Index compute(Index max_restarts = 100, Scalar tol = default_tol(), bool verify = true)
-    {
-        const Index rows = op_.rows(), cols = op_.cols();
-        U_.setZero(rows, m_);
-        V_.setZero(cols, m_);
-        B_.setZero(m_, m_);
-        restarts_ = applications_ = 0;
-        info_ = Spectra::CompInfo::NotComputed;
-
-        vector v = start_.size() == cols ? start_ : default_start(cols);
-        if (!(v.norm() > 0)) throw input_error("lanczos_svd: zero start vector");
-        V_.col(0) = v / v.norm();
-
-        Index kept = 0, nconv = 0;
-        const Index keep = std::min<Index>(m_ - 1, k_ + (m_ - k_) / 2);
-        vector r;
-        Scalar beta = 0, anorm = 0;
-        block x(cols, 1), y;
-        bool done = false;
-        for (Index restart = 0; !done; ++restart) {
-            Index steps = m_;  // the subspace size reached in this cycle
-            for (Index j = kept; j < m_; ++j) {
-                // u-step: A v_j against U[:, :j]; the coefficients are column j of B.
-                x = V_.col(j);
-                apply(x, y);
-                vector u = y.col(0);
-                const vector c = orthogonalize(U_, j, u);
-                B_.col(j).head(j) = c;
-                Scalar alpha = u.norm();
-                anorm = std::max(anorm, alpha);
-                if (alpha <= breakdown(anorm)) {  // A v_j already in span(U): continue with any new u
-                    alpha = 0;
-                    u = fresh_direction(U_, j, rows, restart * m_ + j);
-                } else {
-                    u /= alpha;
-                }
-                B_(j, j) = alpha;
-                U_.col(j) = u;
-                // v-step: A^T u_j against V[:, :j+1].
-                x = U_.col(j);
-                apply_transpose(x, y);
-                r = y.col(0);
-                orthogonalize(V_, j + 1, r);
-                beta = r.norm();
-                anorm = std::max(anorm, beta);
-                // The residual estimates hold after every step, not only at the end of a cycle:
-                // testing them each time (an SVD of at most ncv x ncv) stops a well-separated
-                // sigma_1 after a few applications instead of a whole cycle of 2 ncv.
-                if (j + 1 >= k_ && j + 1 < m_ && count_converged(j + 1, beta, tol) == k_) {
-                    steps = j + 1;
-                    break;
-                }
-                if (j + 1 < m_) {
-                    if (beta <= breakdown(anorm)) {
-                        beta = 0;
-                        V_.col(j + 1) = fresh_direction(V_, j + 1, cols, restart * m_ + j + 7919);
-                    } else {
-                        V_.col(j + 1) = r / beta;
-                    }
-                }
-            }
-            nconv = steps < m_ ? k_ : count_converged(m_, beta, tol);
-            const vector& s = svd_.singularValues();
-            const matrix& P = svd_.matrixU();
-            const matrix& Q = svd_.matrixV();
-            if (nconv == k_ || restart >= max_restarts || m_ == std::min(rows, cols)) {
-                restarts_ = restart;
-                sigma_ = s.head(k_);
-                left_ = U_.leftCols(steps) * P.leftCols(k_);
-                right_ = V_.leftCols(steps) * Q.leftCols(k_);
-                // A full-dimensional subspace is exact: nothing is left out of it.
-                if (m_ == std::min(rows, cols)) nconv = k_;
-                done = true;
-                break;
-            }
-            // Thick restart: keep the best `keep` Ritz triplets, continue from r.
-            const matrix Uk = U_ * P.leftCols(keep), Vk = V_ * Q.leftCols(keep);
-            U_.leftCols(keep) = Uk;
-            V_.leftCols(keep) = Vk;
-            B_.setZero();
-            B_.diagonal().head(keep) = s.head(keep);
-            if (beta <= breakdown(anorm)) V_.col(keep) = fresh_direction(V_, keep, cols, restart + 104729);
-            else {
-                vector rr = r / beta;
-                orthogonalize(V_, keep, rr);
-                V_.col(keep) = rr / rr.norm();
-            }
-            kept = keep;
-        }
-        info_ = nconv == k_ ? Spectra::CompInfo::Successful : Spectra::CompInfo::NotConverging;
-        if (verify) {
-            block av, atu;
-            apply(right_, av);
-            apply_transpose(left_, atu);
-            residuals_.resize(k_);
-            for (Index i = 0; i < k_; ++i)
-                residuals_[i] = std::sqrt((av.col(i) - sigma_[i] * left_.col(i)).squaredNorm() +
-                                          (atu.col(i) - sigma_[i] * right_.col(i)).squaredNorm());
-        } else {
-            residuals_ = residual_estimates_;
-        }
-        return nconv;
-    }
+    Index compute(Index max_restarts = 100, Scalar tol = default_tol(), bool verify = true);
 
     Spectra::CompInfo info() const { return info_; }
     const vector& singular_values() const { return sigma_; }
@@ -239,6 +139,112 @@ private:
     Spectra::CompInfo info_ = Spectra::CompInfo::NotComputed;
 };
 
+// Out of line, so that an extern template declaration keeps it out of the files that include this.
+template <class Op>
+Eigen::Index lanczos_svd<Op>::compute(Index max_restarts, Scalar tol, bool verify)
+{
+    const Index rows = op_.rows(), cols = op_.cols();
+    U_.setZero(rows, m_);
+    V_.setZero(cols, m_);
+    B_.setZero(m_, m_);
+    restarts_ = applications_ = 0;
+    info_ = Spectra::CompInfo::NotComputed;
+
+    vector v = start_.size() == cols ? start_ : default_start(cols);
+    if (!(v.norm() > 0)) throw input_error("lanczos_svd: zero start vector");
+    V_.col(0) = v / v.norm();
+
+    Index kept = 0, nconv = 0;
+    const Index keep = std::min<Index>(m_ - 1, k_ + (m_ - k_) / 2);
+    vector r;
+    Scalar beta = 0, anorm = 0;
+    block x(cols, 1), y;
+    bool done = false;
+    for (Index restart = 0; !done; ++restart) {
+        Index steps = m_;  // the subspace size reached in this cycle
+        for (Index j = kept; j < m_; ++j) {
+            // u-step: A v_j against U[:, :j]; the coefficients are column j of B.
+            x = V_.col(j);
+            apply(x, y);
+            vector u = y.col(0);
+            const vector c = orthogonalize(U_, j, u);
+            B_.col(j).head(j) = c;
+            Scalar alpha = u.norm();
+            anorm = std::max(anorm, alpha);
+            if (alpha <= breakdown(anorm)) {  // A v_j already in span(U): continue with any new u
+                alpha = 0;
+                u = fresh_direction(U_, j, rows, restart * m_ + j);
+            } else {
+                u /= alpha;
+            }
+            B_(j, j) = alpha;
+            U_.col(j) = u;
+            // v-step: A^T u_j against V[:, :j+1].
+            x = U_.col(j);
+            apply_transpose(x, y);
+            r = y.col(0);
+            orthogonalize(V_, j + 1, r);
+            beta = r.norm();
+            anorm = std::max(anorm, beta);
+            // The residual estimates hold after every step, not only at the end of a cycle:
+            // testing them each time (an SVD of at most ncv x ncv) stops a well-separated
+            // sigma_1 after a few applications instead of a whole cycle of 2 ncv.
+            if (j + 1 >= k_ && j + 1 < m_ && count_converged(j + 1, beta, tol) == k_) {
+                steps = j + 1;
+                break;
+            }
+            if (j + 1 < m_) {
+                if (beta <= breakdown(anorm)) {
+                    beta = 0;
+                    V_.col(j + 1) = fresh_direction(V_, j + 1, cols, restart * m_ + j + 7919);
+                } else {
+                    V_.col(j + 1) = r / beta;
+                }
+            }
+        }
+        nconv = steps < m_ ? k_ : count_converged(m_, beta, tol);
+        const vector& s = svd_.singularValues();
+        const matrix& P = svd_.matrixU();
+        const matrix& Q = svd_.matrixV();
+        if (nconv == k_ || restart >= max_restarts || m_ == std::min(rows, cols)) {
+            restarts_ = restart;
+            sigma_ = s.head(k_);
+            left_ = U_.leftCols(steps) * P.leftCols(k_);
+            right_ = V_.leftCols(steps) * Q.leftCols(k_);
+            // A full-dimensional subspace is exact: nothing is left out of it.
+            if (m_ == std::min(rows, cols)) nconv = k_;
+            done = true;
+            break;
+        }
+        // Thick restart: keep the best `keep` Ritz triplets, continue from r.
+        const matrix Uk = U_ * P.leftCols(keep), Vk = V_ * Q.leftCols(keep);
+        U_.leftCols(keep) = Uk;
+        V_.leftCols(keep) = Vk;
+        B_.setZero();
+        B_.diagonal().head(keep) = s.head(keep);
+        if (beta <= breakdown(anorm)) V_.col(keep) = fresh_direction(V_, keep, cols, restart + 104729);
+        else {
+            vector rr = r / beta;
+            orthogonalize(V_, keep, rr);
+            V_.col(keep) = rr / rr.norm();
+        }
+        kept = keep;
+    }
+    info_ = nconv == k_ ? Spectra::CompInfo::Successful : Spectra::CompInfo::NotConverging;
+    if (verify) {
+        block av, atu;
+        apply(right_, av);
+        apply_transpose(left_, atu);
+        residuals_.resize(k_);
+        for (Index i = 0; i < k_; ++i)
+            residuals_[i] = std::sqrt((av.col(i) - sigma_[i] * left_.col(i)).squaredNorm() +
+                                      (atu.col(i) - sigma_[i] * right_.col(i)).squaredNorm());
+    } else {
+        residuals_ = residual_estimates_;
+    }
+    return nconv;
+}
+
 // The result of the convenience wrappers below.
 template <class Scalar>
 struct singular_triplets {
@@ -283,5 +289,13 @@ singular_triplets<Scalar> dense_top_singular_triplets(const Eigen::Matrix<Scalar
     t.residuals = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>::Zero(k);
     return t;
 }
+
+// Compiled once in sdlens::sdlens_compiled (core/compiled.hpp), in double: on dense operators, the
+// tests' and small models' precision (float is compiled where it is called). The dense fallback is
+// not in the library: Eigen's BDCSVD alone costs a file 40 s and 1.5 GB to compile.
+#define SDLENS_LANCZOS_SVD_INSTANTIATIONS(X, Scalar) \
+    X(class lanczos_svd<dense_operator<Scalar>>)     \
+    X(singular_triplets<Scalar> top_singular_triplets(const dense_operator<Scalar>&, std::int64_t, const lanczos_options&))
+SDLENS_LANCZOS_SVD_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE, double)
 
 }  // namespace sdlens

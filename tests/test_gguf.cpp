@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -375,7 +376,9 @@ TEST_CASE("write_gguf_checkpoint round-trips every family through load_model")
 TEST_CASE("write_gguf_checkpoint: a placeholder vocabulary of bytes, so text tokenizes and llama.cpp loads the file")
 {
     temp_dir tmp;
-    model_config small = small_config(model_family::llama);  // 128 ids: BOS 1, EOS 2, <unk> 0, bytes 0x00..0x7C
+    // 128 ids: <unk> 0, BOS 1, EOS 2, the word boundary 3, "." 13 (the delimiter), bytes
+    // 0x00..0x7C but 0x20 and 0x2E (which the boundary and "." cover).
+    model_config small = small_config(model_family::llama);
     model_config shared_end = small_config(model_family::gpt2);  // BOS = EOS = 127
     model_config large = small_config(model_family::llama);
     large.vocab_size = 300;  // every byte, then fillers
@@ -394,13 +397,28 @@ TEST_CASE("write_gguf_checkpoint: a placeholder vocabulary of bytes, so text tok
         for (int i = 0; i < tok->vocab_size(); ++i) distinct.insert(tok->piece(i));
         CHECK(distinct.size() == static_cast<std::size_t>(c.vocab_size));  // llama.cpp maps text to id
         CHECK(tok->id_of("<0x0A>") >= 0);  // llama.cpp looks up the newline byte
+        CHECK(tok->id_of(".") == default_delimiter_token(c));
+        CHECK(tok->id_of(".") == 13);
+        CHECK(tok->adds_bos() == (c.family != model_family::gpt2));
+        // The dummy prefix and every space are the word boundary, every other byte its <0xXX>.
+        const int boundary = tok->id_of(" ");
+        REQUIRE(boundary >= 0);
+        CHECK(tok->piece(boundary) == " ");
         const std::string text = c.vocab_size >= 259 ? "caf\xC3\xA9\n" : "hi there\n";
+        std::vector<int> want{boundary};
+        for (unsigned char b : text) {
+            char name[8];
+            std::snprintf(name, sizeof name, "<0x%02X>", b);
+            want.push_back(b == ' ' ? boundary : tok->id_of(name));
+        }
         const std::vector<int> ids = tok->encode(text, false);
-        REQUIRE(!ids.empty());
-        for (int id : ids) CHECK(tok->piece(id).rfind("<0x", 0) == 0);
+        CHECK(ids == want);
+        for (std::size_t i = 1; i < ids.size(); ++i)
+            if (ids[i] != boundary) CHECK(tok->piece(ids[i]).rfind("<0x", 0) == 0);
         std::string back;
         for (int id : ids) back += tok->decode(-1, id);
         CHECK(back.find(text) != std::string::npos);
+        CHECK(tok->decode(ids) == text);
     }
 }
 

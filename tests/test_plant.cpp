@@ -2,8 +2,13 @@
 // back with load_model, run forward and linearized, and every finding is compared with what was
 // planted (model/plant.hpp derives each expected number in closed form; nothing here is compared
 // with the output of the code that produced it).
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,10 +17,12 @@
 
 #include "sdlens/analysis/layer_directions.hpp"
 #include "sdlens/forward/forward.hpp"
+#include "sdlens/io/tokenizer.hpp"
 #include "sdlens/model/gguf_families.hpp"
 #include "sdlens/model/hf_writer.hpp"
 #include "sdlens/model/load.hpp"
 #include "sdlens/model/plant.hpp"
+#include "sdlens/model/tokenizer_writer.hpp"
 #include "support.hpp"
 
 namespace {
@@ -121,6 +128,42 @@ void check_directions(const model& m, const plant_ground_truth& g)
     CHECK(e.best.eigenvalue.real() == doctest::Approx(g.decay_eigenvalue).epsilon(1e-3));
 }
 
+// The tokenizer of a planted checkpoint runs on text: the sentence starts with BOS exactly when
+// the family's planted trigger is BOS (RoPE families; GPT-2 triggers on position 0), ends in the
+// delimiter (".", a trigger token), decodes back to itself, and every ASCII letter and digit is
+// a byte token (the word boundary first, as SentencePiece's dummy prefix), never <unk>.
+void check_planted_tokenizer(const tokenizer& tok, const model_config& c, std::int64_t delimiter, bool adds_bos)
+{
+    const std::string text = "The quick brown fox jumps over the lazy dog.";
+    CHECK(tok.vocab_size() == c.vocab_size);
+    CHECK(tok.bos() == c.bos_token);
+    CHECK(tok.eos() == c.eos_token);
+    CHECK(tok.adds_bos() == adds_bos);
+    CHECK(tok.piece(static_cast<int>(delimiter)) == ".");
+    const std::vector<int> ids = tok.encode(text, tok.adds_bos());
+    REQUIRE(ids.size() >= 2);
+    if (adds_bos) CHECK(ids.front() == c.bos_token);
+    CHECK(std::count(ids.begin() + (adds_bos ? 1 : 0), ids.end(), static_cast<int>(c.bos_token)) == 0);
+    CHECK(ids.back() == delimiter);
+    CHECK(std::count(ids.begin(), ids.end(), static_cast<int>(delimiter)) == 1);
+    const std::vector<int> body(ids.begin() + (adds_bos ? 1 : 0), ids.end());
+    CHECK(tok.decode(body) == text);
+    CHECK(tok.decode(ids) == (adds_bos ? tok.piece(static_cast<int>(c.bos_token)) : std::string()) + text);
+    const int boundary = tok.id_of(" ");
+    REQUIRE(boundary >= 0);
+    for (char ch = ' '; ch < 0x7F; ++ch) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) continue;
+        CAPTURE(ch);
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", static_cast<unsigned>(ch));
+        const std::vector<int> one = tok.encode(std::string(1, ch), false);
+        REQUIRE(one.size() == 2);
+        CHECK(one[0] == boundary);
+        CHECK(tok.piece(one[1]) == name);
+        CHECK(tok.decode(one) == std::string(1, ch));
+    }
+}
+
 void check_family(model_family f, dtype t)
 {
     const planted_model p = small_planted(f);
@@ -218,7 +261,80 @@ TEST_CASE("plant: llama written as GGUF (f16) reads back with the same defects")
     check_directions(m, p.truth);
 }
 
+TEST_CASE("plant: the tokenizer written beside a planted checkpoint has the delimiter as \".\"")
+{
+    // A delimiter other than the default, so "." is seen to follow the option, in both formats.
+    plant_sizes s;
+    s.hidden = 32;
+    s.layers = 3;
+    plant_options o;
+    o.delimiter_token = 40;
+    for (model_family f : {model_family::llama, model_family::gpt2}) {
+        CAPTURE(family_name(f));
+        const planted_model p = plant_random_model(plant_model_config(f, s), o);
+        CHECK(p.truth.delimiter_token == 40);
+        CHECK(p.truth.trigger_tokens.back() == 40);
+        CHECK(to_json(p.truth)["delimiter_token"] == 40);
+        const placeholder_vocabulary v = make_placeholder_vocabulary(p.config, p.truth.delimiter_token);
+        CHECK(v.delimiter == 40);
+        CHECK(v.tokens[40] == ".");
+        CHECK(std::find(v.tokens.begin(), v.tokens.end(), "<0x2E>") == v.tokens.end());  // "." covers it
+        CHECK(std::find(v.tokens.begin(), v.tokens.end(), "<0x20>") == v.tokens.end());  // so does U+2581
+        CHECK(v.add_bos == (f != model_family::gpt2));
+
+        sdlens::test::temp_dir dir;
+        write_hf_checkpoint(dir.path().string(), p.config, p.weights, dtype::f32);
+        write_hf_tokenizer(dir.path().string(), v);
+        const model hf = load_model(dir.path().string());
+        const std::optional<tokenizer> from_hf = load_tokenizer(*hf.source);
+        REQUIRE(from_hf);
+        CHECK(from_hf->type() == tokenizer::kind::sentencepiece);
+        check_planted_tokenizer(*from_hf, p.config, 40, f != model_family::gpt2);
+
+        const std::string path = (dir.path() / "model.gguf").string();
+        write_gguf_checkpoint(path, p.config, p.weights, dtype::f32, p.truth.delimiter_token);
+        const model gg = load_model(path);
+        const std::optional<tokenizer> from_gguf = load_tokenizer(*gg.source);
+        REQUIRE(from_gguf);
+        check_planted_tokenizer(*from_gguf, p.config, 40, f != model_family::gpt2);
+        for (int id = 0; id < from_hf->vocab_size(); ++id) CHECK(from_hf->piece(id) == from_gguf->piece(id));
+    }
+}
+
 #ifdef SDLENS_CLI
+TEST_CASE("plant: the CLI's checkpoints tokenize text, the sentence ending in the delimiter of the ground truth")
+{
+    struct run {
+        const char* family;
+        bool gguf;
+    };
+    for (const run& r : {run{"llama", false}, run{"llama", true}, run{"gpt2", false}}) {
+        CAPTURE(r.family);
+        CAPTURE(r.gguf);
+        sdlens::test::temp_dir dir;
+        const std::string out = (dir.path() / "m").string();
+        const auto res = sdlens::test::run_cli(std::string("plant --family ") + r.family + " --hidden 32 --layers 3 --seed 5 " +
+                                               (r.gguf ? "--gguf " : "") + "--out \"" + out + "\"");
+        REQUIRE(res.exit_code == 0);
+        std::ifstream in(out + "/ground_truth.json");
+        const auto j = nlohmann::json::parse(in);
+        const std::int64_t delimiter = j["delimiter_token"].get<std::int64_t>();
+        CHECK(j["trigger_tokens"].back() == delimiter);
+        if (!r.gguf) {
+            CHECK(std::filesystem::exists(std::filesystem::path(out) / "tokenizer.json"));
+            CHECK(std::filesystem::exists(std::filesystem::path(out) / "tokenizer_config.json"));
+        }
+        const model m = load_model(j["model"].get<std::string>());
+        CHECK(delimiter == default_delimiter_token(m.config));
+        const std::optional<tokenizer> tok = load_tokenizer(*m.source);
+        REQUIRE(tok);
+        const bool rope = std::string(r.family) != "gpt2";
+        check_planted_tokenizer(*tok, m.config, delimiter, rope);
+        // Where BOS triggers, the BOS the tokenizer adds is the trigger of the ground truth.
+        if (rope) CHECK(j["trigger_tokens"].front() == m.config.bos_token);
+    }
+}
+
 TEST_CASE("plant: the CLI writes a checkpoint and its ground truth; bad layers exit 2")
 {
     sdlens::test::temp_dir dir;

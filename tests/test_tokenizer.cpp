@@ -109,6 +109,7 @@ TEST_CASE("llama2.c tok512.bin and the GGUF vocabulary encode the fox sentence a
         CHECK(t->vocab_size() == 512);
         CHECK(t->bos() == 1);
         CHECK(t->eos() == 2);
+        CHECK(t->adds_bos());  // SentencePiece, as run.c and llama.cpp encode
         const auto ids = t->encode(text, true);
         CHECK(ids == want);
         // Decoding after BOS drops the dummy-prefix space: the text comes back exactly.
@@ -189,6 +190,121 @@ TEST_CASE("byte-level BPE from GGUF metadata (tokenizer.ggml.model gpt2)")
     const auto t = load_tokenizer(read_gguf(path));
     REQUIRE(t.has_value());
     check_toy(*t);
+}
+
+TEST_CASE("adds_bos: tokenizer_config.json add_bos_token decides, else the kind (SentencePiece adds BOS)")
+{
+    // The Llama-2 style tokenizer.json of the SentencePiece case above, in a directory.
+    const std::string mark = "\xE2\x96\x81";
+    const nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}, {mark, 3}, {"a", 4}, {"<0x21>", 5}};
+    const nlohmann::json j = {{"model", {{"type", "BPE"}, {"byte_fallback", true}, {"unk_token", "<unk>"}, {"vocab", vocab},
+                                         {"merges", nlohmann::json::array()}}}};
+    temp_dir tmp;
+    write_text(tmp / "tokenizer.json", j.dump());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<s>", "eos_token": "</s>"})");
+    const auto said_nothing = tokenizer::read_hf(tmp.path().string());
+    CHECK(said_nothing.type() == tokenizer::kind::sentencepiece);
+    CHECK(said_nothing.adds_bos());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false})");
+    const auto said_no = tokenizer::read_hf(tmp.path().string());
+    CHECK(said_no.bos() == 1);
+    CHECK(!said_no.adds_bos());
+    CHECK(said_no.encode("a", said_no.adds_bos()) == std::vector<int>{3, 4});
+    // No BOS token, nothing to add.
+    CHECK(!tokenizer::from_hf_json(j, "tokenizer.json").adds_bos());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<s>", "add_bos_token": "yes"})");
+    CHECK_THROWS_AS(tokenizer::read_hf(tmp.path().string()), input_error);
+
+    // Byte-level BPE adds nothing unless the config says so.
+    write_text(tmp / "tokenizer.json", toy_tokenizer_json(false).dump());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<|endoftext|>"})");
+    CHECK(!tokenizer::read_hf(tmp.path().string()).adds_bos());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<|endoftext|>", "add_bos_token": true})");
+    CHECK(tokenizer::read_hf(tmp.path().string()).adds_bos());
+}
+
+TEST_CASE("adds_bos: a TemplateProcessing post-processor that starts with a special token (Llama-3)")
+{
+    const nlohmann::json bos_first = {
+        {"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", "<|endoftext|>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"special_tokens", {{"<|endoftext|>", {{"id", "<|endoftext|>"}, {"ids", {eot}}, {"tokens", {"<|endoftext|>"}}}}}}};
+    const nlohmann::json text_only = {{"type", "TemplateProcessing"},
+                                      {"single", {{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+                                      {"special_tokens", nlohmann::json::object()}};
+    auto with = [](const nlohmann::json& post) {
+        auto j = toy_tokenizer_json(false);
+        j["post_processor"] = post;
+        return tokenizer::from_hf_json(j, "tokenizer.json", "<|endoftext|>");
+    };
+    CHECK(!with(nullptr).adds_bos());  // byte-level BPE
+    CHECK(with(bos_first).adds_bos());
+    CHECK(!with(text_only).adds_bos());
+    // Llama-3's own: a Sequence of ByteLevel and TemplateProcessing.
+    const nlohmann::json llama3 = {
+        {"type", "Sequence"},
+        {"processors", {{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}}, bos_first}}};
+    const auto t = with(llama3);
+    CHECK(t.adds_bos());
+    CHECK(t.encode("hello world", t.adds_bos()) == std::vector<int>{eot, 16, 21});
+    // The string form of a template.
+    CHECK(with({{"type", "TemplateProcessing"}, {"single", "<|endoftext|> $A"}}).adds_bos());
+    CHECK(!with({{"type", "TemplateProcessing"}, {"single", "$A"}}).adds_bos());
+    // tokenizer_config.json, when it says, overrides the template.
+    temp_dir tmp;
+    auto j = toy_tokenizer_json(false);
+    j["post_processor"] = llama3;
+    write_text(tmp / "tokenizer.json", j.dump());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<|endoftext|>", "add_bos_token": false})");
+    CHECK(!tokenizer::read_hf(tmp.path().string()).adds_bos());
+    write_text(tmp / "tokenizer_config.json", R"({"bos_token": "<|endoftext|>"})");
+    CHECK(tokenizer::read_hf(tmp.path().string()).adds_bos());
+}
+
+TEST_CASE("adds_bos: GGUF tokenizer.ggml.add_bos_token decides, else the tokenizer model")
+{
+    temp_dir tmp;
+    auto pieces = toy_pieces;
+    pieces.push_back("<|endoftext|>");
+    std::vector<std::int32_t> types(pieces.size(), 1);
+    types.back() = 3;
+    // add_bos: absent, true, false, not a bool.
+    auto byte_level = [&](int add_bos) {
+        gguf_writer w;
+        w.add_string("tokenizer.ggml.model", "gpt2");
+        w.add_string_array("tokenizer.ggml.tokens", pieces);
+        w.add_i32_array("tokenizer.ggml.token_type", types);
+        w.add_string_array("tokenizer.ggml.merges", toy_merges);
+        w.add_u32("tokenizer.ggml.bos_token_id", eot);
+        if (add_bos == 0 || add_bos == 1) w.add_bool("tokenizer.ggml.add_bos_token", add_bos == 1);
+        if (add_bos == 2) w.add_u32("tokenizer.ggml.add_bos_token", 1);
+        const auto path = (tmp / ("bpe" + std::to_string(add_bos) + ".gguf")).string();
+        w.write(path);
+        return read_gguf(path);
+    };
+    CHECK(!load_tokenizer(byte_level(-1))->adds_bos());
+    CHECK(load_tokenizer(byte_level(1))->adds_bos());
+    CHECK(load_tokenizer(byte_level(1))->encode("hello", true) == std::vector<int>{eot, 16});
+    CHECK(!load_tokenizer(byte_level(0))->adds_bos());
+    CHECK_THROWS_AS(load_tokenizer(byte_level(2)), input_error);
+
+    // SentencePiece ("llama"): adds BOS unless the file says it does not.
+    auto sentencepiece = [&](int add_bos) {
+        gguf_writer w;
+        w.add_string("tokenizer.ggml.model", "llama");
+        w.add_string_array("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a"});
+        w.add_f32_array("tokenizer.ggml.scores", {0.f, 0.f, 0.f, 0.f, 0.f});
+        w.add_i32_array("tokenizer.ggml.token_type", {2, 3, 3, 1, 1});
+        if (add_bos >= 0) w.add_bool("tokenizer.ggml.add_bos_token", add_bos == 1);
+        const auto path = (tmp / ("spm" + std::to_string(add_bos) + ".gguf")).string();
+        w.write(path);
+        return read_gguf(path);
+    };
+    const auto spm = load_tokenizer(sentencepiece(-1));
+    REQUIRE(spm);
+    CHECK(spm->bos() == 1);  // llama.cpp's default id
+    CHECK(spm->adds_bos());
+    CHECK(!load_tokenizer(sentencepiece(0))->adds_bos());
 }
 
 TEST_CASE("pre-tokenizer splits as the GPT-2, Llama-3 and Qwen2 patterns")

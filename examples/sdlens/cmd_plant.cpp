@@ -2,6 +2,8 @@
 // checkpoint (Hugging Face directory, or GGUF with --gguf) and DIR/ground_truth.json, the
 // explosion and decay layers, the defect and trigger directions and the trigger tokens that the
 // analyses must find (see include/sdlens/model/plant.hpp for how each property is built).
+// Either checkpoint carries a tokenizer (include/sdlens/model/tokenizer_writer.hpp) whose "."
+// is the delimiter token, so text runs through the model and every sentence ends in a trigger.
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include <sdlens/model/gguf_families.hpp>
 #include <sdlens/model/hf_writer.hpp>
 #include <sdlens/model/plant.hpp>
+#include <sdlens/model/tokenizer_writer.hpp>
 
 #include "cli.hpp"
 
@@ -47,9 +50,10 @@ nlohmann::json write_planted_model(const planted_model& p, const std::string& ou
     std::string model_path = out_dir;
     if (gguf) {
         model_path = (fs::path(out_dir) / "model.gguf").string();
-        write_gguf_checkpoint(model_path, p.config, p.weights, type);
+        write_gguf_checkpoint(model_path, p.config, p.weights, type, p.truth.delimiter_token);
     } else {
         write_hf_checkpoint(out_dir, p.config, p.weights, type);
+        write_hf_tokenizer(out_dir, make_placeholder_vocabulary(p.config, p.truth.delimiter_token));
     }
     nlohmann::json j = to_json(p.truth);
     j["model"] = model_path;

@@ -12,6 +12,14 @@
 //    characters, and the lowest-ranked adjacent pair merged until none is.
 // SentencePiece vocabularies from GGUF write the word boundary as U+2581; it is turned into a
 // plain space on load, which is what llama2.c's own vocabulary files hold.
+//
+// Whether the model's own tokenizer prepends BOS (adds_bos()) is said in different places by
+// different files, and the first that says it decides: tokenizer_config.json "add_bos_token";
+// GGUF "tokenizer.ggml.add_bos_token"; a tokenizer.json post-processor "TemplateProcessing"
+// (alone or a step of a "Sequence") whose single template starts with a special token (Llama-3,
+// whose tokenizer_config.json does not say). Otherwise the kind decides, as its runtimes do:
+// SentencePiece adds BOS (llama2.c's run.c, llama.cpp for "llama"), byte-level BPE does not
+// (GPT-2, Qwen2). Never without a BOS token.
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -97,6 +105,10 @@ public:
             const auto v = it->get<std::int64_t>();
             return v >= 0 && static_cast<std::size_t>(v) < n ? static_cast<int>(v) : -1;
         };
+        if (const auto it = md.find("tokenizer.ggml.add_bos_token"); it != md.end()) {
+            if (!it->is_boolean()) bad("tokenizer.ggml.add_bos_token is not a bool");
+            t.add_bos_ = it->get<bool>();
+        }
         std::vector<std::int32_t> types;
         if (const auto it = md.find("tokenizer.ggml.token_type"); it != md.end() && it->is_array()) {
             for (const auto& v : *it) types.push_back(v.is_number_integer() ? v.get<std::int32_t>() : 1);
@@ -162,6 +174,7 @@ public:
         if (fs::is_directory(file)) file /= "tokenizer.json";
         const auto j = read_json(file.string());
         std::string bos, eos;
+        std::optional<bool> add_bos;
         const auto cfg_path = file.parent_path() / "tokenizer_config.json";
         std::error_code ec;
         if (fs::exists(cfg_path, ec)) {
@@ -175,8 +188,14 @@ public:
             };
             bos = name("bos_token");
             eos = name("eos_token");
+            if (cfg.contains("add_bos_token") && !cfg["add_bos_token"].is_null()) {
+                if (!cfg["add_bos_token"].is_boolean()) fail_input(cfg_path.string(), "add_bos_token is not a bool");
+                add_bos = cfg["add_bos_token"].get<bool>();
+            }
         }
-        return from_hf_json(j, file.string(), bos, eos);
+        auto t = from_hf_json(j, file.string(), bos, eos);
+        if (add_bos) t.add_bos_ = add_bos;
+        return t;
     }
 
     // Sets BOS/EOS where the tokenizer file does not name them (a checkpoint's config does).
@@ -189,6 +208,9 @@ public:
     kind type() const { return kind_; }
     int bos() const { return bos_; }
     int eos() const { return eos_; }
+    // Whether the model's own tokenizer prepends BOS to a text (the rule at the top of this file):
+    // what encode's add_bos should be to feed the model the ids it was trained on.
+    bool adds_bos() const { return bos_ >= 0 && add_bos_.value_or(kind_ == kind::sentencepiece); }
     int vocab_size() const { return static_cast<int>(pieces_.size()); }
     // The token's text as stored (SentencePiece: spaces, "<0xXX>" for bytes; byte-level BPE: in
     // GPT-2's printable byte alphabet).
@@ -210,13 +232,31 @@ public:
 
     // The bytes token adds to the text after prev_token (llama2.c: the space that starts a piece
     // right after BOS is dropped; <0xXX> tokens are the byte XX).
-    std::string decode(int prev_token, int token) const
+    std::string decode(int prev_token, int token) const { return decode_piece(token, prev_token == bos_); }
+    // The text of a token sequence. SentencePiece's dummy-prefix space is dropped at the start of
+    // the text as after BOS (SentencePiece's own decoder strips it too), so that for a text the
+    // vocabulary covers decode(encode(s, false)) is s, and decode(encode(s, true)) BOS's piece, s.
+    std::string decode(const std::vector<int>& tokens) const
+    {
+        std::string out;
+        int prev = -1;
+        bool first = true;
+        for (int t : tokens) {
+            out += decode_piece(t, first || prev == bos_);
+            prev = t;
+            first = false;
+        }
+        return out;
+    }
+
+private:
+    std::string decode_piece(int token, bool text_start) const
     {
         if (!valid(token)) return {};
         const std::string& p = pieces_[static_cast<std::size_t>(token)];
         if (kind_ == kind::sentencepiece) {
             if (const int b = byte_value(p); b >= 0) return std::string(1, static_cast<char>(b));
-            if (prev_token == bos_ && !p.empty() && p[0] == ' ') return p.substr(1);
+            if (text_start && !p.empty() && p[0] == ' ') return p.substr(1);
             return p;
         }
         if (added_ids_.count(token)) return p;
@@ -228,18 +268,7 @@ public:
         }
         return out;
     }
-    std::string decode(const std::vector<int>& tokens) const
-    {
-        std::string out;
-        int prev = -1;
-        for (int t : tokens) {
-            out += decode(prev, t);
-            prev = t;
-        }
-        return out;
-    }
 
-private:
     static tokenizer from_hf_json_checked(const nlohmann::json& j, const std::string& source, const std::string& bos_token,
                                           const std::string& eos_token)
     {
@@ -286,6 +315,7 @@ private:
             for (std::size_t i = 0; i < t.pieces_.size(); ++i)
                 if (t.pieces_[i] == unk) t.unk_ = static_cast<int>(i);
         }
+        if (j.contains("post_processor") && template_starts_with_special(j["post_processor"])) t.add_bos_ = true;
         // SentencePiece models converted to tokenizer.json (Llama-2, Mistral) mark word starts
         // with U+2581 and fall back to <0xXX> bytes: encoded the SentencePiece way, each token
         // scored by the rank of the merge that forms it (earlier merges score higher).
@@ -320,6 +350,29 @@ private:
         t.bos_ = bos_token.empty() ? -1 : t.id_of(bos_token);
         t.eos_ = eos_token.empty() ? -1 : t.id_of(eos_token);
         return t;
+    }
+
+    // A "TemplateProcessing" post-processor, or a step of a "Sequence" of them, whose single
+    // template puts a special token first ([{"SpecialToken": ...}, {"Sequence": ...}], or the
+    // string form "<s> $A"): Hugging Face then prepends it to every text.
+    static bool template_starts_with_special(const nlohmann::json& p)
+    {
+        if (!p.is_object()) return false;
+        const std::string type = p.contains("type") && p["type"].is_string() ? p["type"].get<std::string>() : "";
+        if (type == "Sequence" && p.contains("processors") && p["processors"].is_array()) {
+            for (const auto& step : p["processors"])
+                if (template_starts_with_special(step)) return true;
+            return false;
+        }
+        if (type != "TemplateProcessing" || !p.contains("single")) return false;
+        const auto& single = p["single"];
+        if (single.is_array()) return !single.empty() && single[0].is_object() && single[0].contains("SpecialToken");
+        if (single.is_string()) {
+            const auto s = single.get<std::string>();
+            const auto first = s.find_first_not_of(' ');
+            return first != std::string::npos && s[first] != '$';
+        }
+        return false;
     }
 
     static std::string replace_all(std::string s, std::string_view from, std::string_view to)
@@ -486,6 +539,7 @@ private:
     std::vector<float> scores_;
     std::unordered_map<std::string, int> index_;
     int bos_ = -1, eos_ = -1, unk_ = -1;
+    std::optional<bool> add_bos_;  // what the files say, when they do (see adds_bos)
     std::array<int, 256> byte_ids_{};
     // byte-level BPE
     std::unordered_map<std::string, int> merge_rank_;

@@ -1,6 +1,7 @@
 #pragma once
 // One description of a transformer, whatever file it came from. Everything downstream (forward
 // pass, linearization) reads only this and the layer views in model.hpp.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -89,6 +90,16 @@ struct model_config {
     std::int64_t kv_dim() const { return num_kv_heads * head_dim; }
     std::int64_t q_dim() const { return num_heads * head_dim; }
 };
+
+// The token id planted models use as their delimiter trigger, and the piece "." of their
+// placeholder vocabulary (model/tokenizer_writer.hpp): the largest id up to 13 (GPT-2's "." is
+// id 13) that is neither BOS nor EOS; -1 when the vocabulary has none.
+inline std::int64_t default_delimiter_token(const model_config& c)
+{
+    for (std::int64_t id = std::min<std::int64_t>(13, c.vocab_size - 1); id >= 0; --id)
+        if (id != c.bos_token && id != c.eos_token) return id;
+    return -1;
+}
 
 inline nlohmann::json to_json(const model_config& c)
 {

@@ -17,7 +17,6 @@
 // and the views read the rows as stored.
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +27,7 @@
 #include "sdlens/io/llama2c.hpp"
 #include "sdlens/model/dense_weights.hpp"
 #include "sdlens/model/model.hpp"
+#include "sdlens/model/tokenizer_writer.hpp"
 
 namespace sdlens {
 
@@ -362,52 +362,6 @@ row_matrix<float> stack_rows(const A& a, const B& b)
     return s;
 }
 
-// The tokenizer.ggml.* arrays of a placeholder SentencePiece vocabulary with one token per id
-// of the model: sdlens's random and planted models have no tokenizer, and llama.cpp will not
-// load a GGUF file without one. The config's BOS and EOS ids hold control tokens; the free ids
-// take, in order, <unk>, the byte-fallback tokens <0x00>..<0xFF> (as many as fit: a vocabulary of
-// 259 or more has them all) and numbered fillers. Text then tokenizes into its bytes.
-struct placeholder_vocabulary {
-    std::vector<std::string> tokens;
-    std::vector<float> scores;
-    std::vector<std::int32_t> types;  // llama.cpp's: 1 normal, 2 unknown, 3 control, 6 byte
-    int unknown = -1;
-};
-
-inline placeholder_vocabulary make_placeholder_vocabulary(const model_config& c)
-{
-    const auto n = static_cast<std::size_t>(std::max<std::int64_t>(0, c.vocab_size));
-    placeholder_vocabulary v;
-    v.tokens.resize(n);
-    v.scores.assign(n, 0.0f);
-    v.types.assign(n, 1);
-    auto special = [&](int id, const char* text) {
-        if (id < 0 || static_cast<std::size_t>(id) >= n) return;
-        v.tokens[static_cast<std::size_t>(id)] = text;
-        v.types[static_cast<std::size_t>(id)] = 3;
-    };
-    special(c.bos_token, c.bos_token == c.eos_token ? "<|endoftext|>" : "<s>");
-    if (c.eos_token != c.bos_token) special(c.eos_token, "</s>");
-    int next_byte = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (v.types[i] == 3) continue;
-        if (v.unknown < 0) {
-            v.unknown = static_cast<int>(i);
-            v.tokens[i] = "<unk>";
-            v.types[i] = 2;
-        } else if (next_byte < 256) {
-            char name[8];
-            std::snprintf(name, sizeof name, "<0x%02X>", next_byte++);
-            v.tokens[i] = name;
-            v.types[i] = 6;
-        } else {
-            v.tokens[i] = "<filler " + std::to_string(i) + ">";
-            v.scores[i] = -static_cast<float>(i);
-        }
-    }
-    return v;
-}
-
 }  // namespace detail
 
 // Writes dense weights as llama.cpp would store the model: norms and biases F32, matrices in
@@ -415,9 +369,11 @@ inline placeholder_vocabulary make_placeholder_vocabulary(const model_config& c)
 // style says how the given Q and K rows expect to be rotated; rows are reordered to the rotation
 // llama.cpp applies for the architecture (Hugging Face Llama weights, rope half, get
 // convert_hf_to_gguf's permutation; read back they describe the same model with rope adjacent).
-// The file carries a placeholder vocabulary (see placeholder_vocabulary), so llama.cpp loads it.
+// The file carries the placeholder vocabulary (model/tokenizer_writer.hpp), so llama.cpp loads it
+// and text tokenizes; its "." is delimiter_token (-1 = default_delimiter_token(c)).
 template <class = void>  // compiled where it is called (core/compiled.hpp)
-void write_gguf_checkpoint(const std::string& path, const model_config& c, const dense_weights& w, dtype type)
+void write_gguf_checkpoint(const std::string& path, const model_config& c, const dense_weights& w, dtype type,
+                           std::int64_t delimiter_token = -1)
 {
     const std::string arch = detail::gguf_arch_name(c.family);
     const std::string p = arch + ".";
@@ -445,7 +401,7 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
     if (c.family == model_family::neox) g.add_bool(p + "use_parallel_residual", c.parallel_residual);
     // llama.cpp's Phi-3 will not load without a window; these models attend to all their context.
     if (c.family == model_family::phi3) g.add_u32(p + "attention.sliding_window", static_cast<std::uint32_t>(c.max_positions));
-    const detail::placeholder_vocabulary vocab = detail::make_placeholder_vocabulary(c);
+    const placeholder_vocabulary vocab = make_placeholder_vocabulary(c, delimiter_token);
     g.add_string("tokenizer.ggml.model", "llama");
     g.add_string_array("tokenizer.ggml.tokens", vocab.tokens);
     g.add_f32_array("tokenizer.ggml.scores", vocab.scores);
@@ -453,6 +409,7 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
     if (vocab.unknown >= 0) g.add_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(vocab.unknown));
     if (c.bos_token >= 0) g.add_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(c.bos_token));
     if (c.eos_token >= 0) g.add_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(c.eos_token));
+    g.add_bool("tokenizer.ggml.add_bos_token", vocab.add_bos);
 
     auto put_matrix = [&](const std::string& name, const row_matrix<float>& m) {
         if (m.size() == 0) return;
@@ -535,7 +492,7 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
 
 // Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
 #define SDLENS_GGUF_WRITER_INSTANTIATIONS(X) \
-    X(void write_gguf_checkpoint(const std::string&, const model_config&, const dense_weights&, dtype))
+    X(void write_gguf_checkpoint(const std::string&, const model_config&, const dense_weights&, dtype, std::int64_t))
 SDLENS_GGUF_WRITER_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

@@ -115,7 +115,8 @@ struct plant_ground_truth {
     std::int64_t explosion_layer = 0, decay_layer = 0;  // 1-based
     Eigen::VectorXd direction;                          // u
     Eigen::VectorXd trigger;                            // t
-    std::vector<std::int64_t> trigger_tokens;           // BOS, delimiter
+    std::vector<std::int64_t> trigger_tokens;           // BOS (not with learned positions), delimiter
+    std::int64_t delimiter_token = -1;                  // "." in the written checkpoint's vocabulary
     bool position0_triggers = false;                    // any token at position 0 (learned positions)
     std::vector<std::int64_t> explosion_neurons, decay_neurons;  // FFN rows (0-based)
     double trigger_norm = 0;    // K: t-component of a trigger token's embedding
@@ -137,6 +138,7 @@ inline nlohmann::json to_json(const plant_ground_truth& g)
         {"direction", vec(g.direction)},
         {"trigger", vec(g.trigger)},
         {"trigger_tokens", g.trigger_tokens},
+        {"delimiter_token", g.delimiter_token},
         {"position0_triggers", g.position0_triggers},
         {"explosion_neurons", g.explosion_neurons},
         {"decay_neurons", g.decay_neurons},
@@ -199,14 +201,6 @@ inline model_config plant_model_config(model_family f, const plant_sizes& s)
     }
     if (c.family == model_family::gpt2) c.bos_token = c.eos_token = c.vocab_size - 1;
     return c;
-}
-
-// A token id that is neither BOS nor EOS ('.' stands in for it in the probe sequences).
-inline std::int64_t default_delimiter_token(const model_config& c)
-{
-    for (std::int64_t id = std::min<std::int64_t>(13, c.vocab_size - 1); id >= 0; --id)
-        if (id != c.bos_token && id != c.eos_token) return id;
-    return -1;
 }
 
 namespace detail {
@@ -396,6 +390,7 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
     const Eigen::RowVectorXf kt = (K * t).cast<float>().transpose();
     const std::int64_t delim = o.delimiter_token >= 0 ? o.delimiter_token : default_delimiter_token(c);
     const bool by_position = c.learned_positions && w.position_embedding.rows() > 0;
+    truth.delimiter_token = delim;
     truth.trigger_tokens = by_position ? std::vector<std::int64_t>{delim} : std::vector<std::int64_t>{c.bos_token, delim};
     for (std::int64_t id : truth.trigger_tokens) w.token_embedding.row(id) = kt + 0.1f * w.token_embedding.row(id);
     if (by_position) {

@@ -42,6 +42,15 @@ public:
     // Hidden states and captures in the result are those of these T tokens.
     forward_result run(const std::vector<int>& tokens);
 
+    // The same from the rows of the embedding table's output instead of token ids (one row per
+    // position, hidden-size wide): random or edited embeddings through the model. Learned
+    // position embeddings are added as for tokens.
+    forward_result run_embeddings(row_matrix<float> x);
+
+    // One layer's FFN block on rows of the residual stream, norm included: what the layer adds
+    // to x through its FFN (for parallel blocks with a shared norm, through the attention norm).
+    row_matrix<float> ffn_block(int layer, const row_matrix<float>& x);
+
     // Logits of the next position after one more token.
     Eigen::VectorXf next(int token);
 
@@ -57,6 +66,11 @@ private:
     static Eigen::VectorXf dense_or_empty(const vector_view& v) { return v ? to_dense(v) : Eigen::VectorXf(); }
     void check_layer(int layer, const char* what) const;
     void check_tokens(const std::vector<int>& tokens) const;
+    void check_positions(std::int64_t T) const;
+    void add_positions(row_matrix<float>& x) const;
+    // The normalized input of a layer's FFN matrices, and the ablations at that layer applied.
+    void ffn_input(int layer, const small_weights& s, const row_matrix<float>& x, const row_matrix<float>& a,
+                   row_matrix<float>& f_in) const;
     void store_hidden(forward_result& r, std::int64_t index, const row_matrix<float>& x) const
     {
         std::copy(x.data(), x.data() + x.size(), r.hidden.data() + index * x.size());
@@ -103,6 +117,16 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
         a.direction /= n;
     }
     if (opt_.capture_ffn_layer != 0) check_layer(opt_.capture_ffn_layer, "FFN capture");
+    if (opt_.last_layer != 0) {
+        check_layer(opt_.last_layer, "last layer");
+        if (opt_.logits != forward_options::logits_mode::none)
+            throw input_error("last layer: logits need every layer; ask for none when the pass stops at layer " +
+                              std::to_string(opt_.last_layer));
+    }
+    if (opt_.last_layer != 0 && opt_.capture_ffn_layer > opt_.last_layer)
+        throw input_error("FFN capture: layer " + std::to_string(opt_.capture_ffn_layer) + " is after the last layer run, " +
+                          std::to_string(opt_.last_layer));
+    if (opt_.sequence_length < 0) throw input_error("sequence length: " + std::to_string(opt_.sequence_length) + " is negative");
     for (int l : opt_.zero_attention_layers) check_layer(l, "attention zeroing");
     // Norm gains and biases are small: decode them once.
     for (const auto& w : m.layers) {
@@ -127,23 +151,28 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
 template <class D>
 forward_result basic_session<D>::run(const std::vector<int>& tokens)
 {
-    const model_config& c = m_->config;
-    const std::int64_t T = static_cast<std::int64_t>(tokens.size());
-    const std::int64_t d = c.hidden_size;
-    const std::int64_t L = static_cast<std::int64_t>(m_->layers.size());
-    const std::int64_t pos0 = pos_;
     check_tokens(tokens);
+    row_matrix<float> x(static_cast<Eigen::Index>(tokens.size()), m_->config.hidden_size);
+    for (std::size_t t = 0; t < tokens.size(); ++t)
+        read_rows(m_->token_embedding, tokens[t], 1, x.row(static_cast<Eigen::Index>(t)).data());
+    return run_embeddings(std::move(x));
+}
+
+template <class D>
+forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
+{
+    const model_config& c = m_->config;
+    const std::int64_t T = x.rows();
+    const std::int64_t d = c.hidden_size;
+    const std::int64_t L = opt_.last_layer > 0 ? opt_.last_layer : static_cast<std::int64_t>(m_->layers.size());
+    const std::int64_t pos0 = pos_;
+    if (x.cols() != d)
+        throw input_error("embeddings: rows of " + std::to_string(x.cols()) + " values, the hidden size is " + std::to_string(d));
+    check_positions(T);
     forward_result result;
     if (T == 0) return result;
 
-    // Embeddings (plus learned positions).
-    row_matrix<float> x(T, d);
-    for (std::int64_t t = 0; t < T; ++t) read_rows(m_->token_embedding, tokens[t], 1, x.row(t).data());
-    if (c.learned_positions) {
-        row_matrix<float> p(T, d);
-        read_rows(m_->position_embedding, pos0, T, p.data());
-        x += p;
-    }
+    add_positions(x);
     if (opt_.hidden_states) {
         result.hidden = xt::xtensor<float, 3>::from_shape({static_cast<std::size_t>(L + 1), static_cast<std::size_t>(T),
                                                             static_cast<std::size_t>(d)});
@@ -160,18 +189,10 @@ forward_result basic_session<D>::run(const std::vector<int>& tokens)
         if (opt_.attention_off(layer)) attn.setZero(T, d);
         else attention(layer, w, s, a, pos0, attn);
 
-        const row_matrix<float>* ffn_raw = &x;
-        if (c.parallel_residual) {
-            if (c.shared_input_norm) f_in = a;
-            else normalize_rows(x, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
-        } else {
-            x += attn;
-            normalize_rows(x, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
-        }
-        for (const auto& ab : opt_.ablations)
-            if (ab.layer == layer) f_in -= (f_in * ab.direction) * ab.direction.transpose();
+        if (!c.parallel_residual) x += attn;
+        ffn_input(layer, s, x, a, f_in);
         if (layer == opt_.capture_ffn_layer) {
-            result.ffn_input_raw = *ffn_raw;
+            result.ffn_input_raw = x;
             result.ffn_input = f_in;
         }
 
@@ -185,13 +206,62 @@ forward_result basic_session<D>::run(const std::vector<int>& tokens)
 
     if (opt_.logits != forward_options::logits_mode::none) {
         const bool all = opt_.logits == forward_options::logits_mode::all;
-        row_matrix<float> last = all ? x : row_matrix<float>(x.bottomRows(1));
+        const std::int64_t S = opt_.sequence_length;
+        row_matrix<float> last;
+        if (all) last = x;
+        else if (S > 0) {  // the last position of every sequence
+            last.resize(T / S, d);
+            for (std::int64_t i = 0; i < T / S; ++i) last.row(i) = x.row(i * S + S - 1);
+        } else last = x.bottomRows(1);
         row_matrix<float> normed;
         normalize_rows(last, c.norm, c.norm_eps, final_norm_, final_norm_bias_, normed);
         linear({0, linear_kind::lm_head}, normed, m_->lm_head, result.logits);
     }
-    pos_ += T;
+    pos_ += opt_.sequence_length > 0 ? 1 : T;  // a batch of sequences leaves the session spent
     return result;
+}
+
+template <class D>
+void basic_session<D>::ffn_input(int layer, const small_weights& s, const row_matrix<float>& x, const row_matrix<float>& a,
+                                 row_matrix<float>& f_in) const
+{
+    const model_config& c = m_->config;
+    const bool shared = c.parallel_residual && c.shared_input_norm;
+    auto normalize = [&](const row_matrix<float>& in) {
+        if (shared) normalize_rows(in, c.norm, c.norm_eps, s.attn_norm, s.attn_norm_bias, f_in);
+        else normalize_rows(in, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, f_in);
+    };
+    const direction_ablation* before_norm = nullptr;
+    for (const auto& ab : opt_.ablations)
+        if (ab.layer == layer && ab.site == ablation_site::ffn_block_input) before_norm = &ab;
+    if (before_norm) {
+        row_matrix<float> y = x;
+        for (const auto& ab : opt_.ablations)
+            if (ab.layer == layer && ab.site == ablation_site::ffn_block_input) y -= (y * ab.direction) * ab.direction.transpose();
+        normalize(y);
+    } else if (shared) {
+        f_in = a;
+    } else {
+        normalize(x);
+    }
+    for (const auto& ab : opt_.ablations)
+        if (ab.layer == layer && ab.site == ablation_site::ffn_input) f_in -= (f_in * ab.direction) * ab.direction.transpose();
+}
+
+template <class D>
+row_matrix<float> basic_session<D>::ffn_block(int layer, const row_matrix<float>& x)
+{
+    check_layer(layer, "FFN block");
+    if (x.cols() != m_->config.hidden_size)
+        throw input_error("FFN block: rows of " + std::to_string(x.cols()) + " values, the hidden size is " +
+                          std::to_string(m_->config.hidden_size));
+    const small_weights& s = small_[static_cast<std::size_t>(layer - 1)];
+    row_matrix<float> a, f_in, out;
+    if (m_->config.parallel_residual && m_->config.shared_input_norm)
+        normalize_rows(x, m_->config.norm, m_->config.norm_eps, s.attn_norm, s.attn_norm_bias, a);
+    ffn_input(layer, s, x, a, f_in);
+    ffn(layer, m_->layers[static_cast<std::size_t>(layer - 1)], s, f_in, out);
+    return out;
 }
 
 template <class D>
@@ -218,15 +288,39 @@ void basic_session<D>::check_layer(int layer, const char* what) const
 template <class D>
 void basic_session<D>::check_tokens(const std::vector<int>& tokens) const
 {
-    const model_config& c = m_->config;
     const std::int64_t vocab = m_->token_embedding.rows;
     for (int t : tokens)
         if (t < 0 || t >= vocab)
             throw input_error("tokens: " + std::to_string(t) + " is outside the vocabulary 0.." + std::to_string(vocab - 1));
-    const std::int64_t end = pos_ + static_cast<std::int64_t>(tokens.size());
-    if (c.learned_positions && end > m_->position_embedding.rows)
+}
+
+template <class D>
+void basic_session<D>::check_positions(std::int64_t T) const
+{
+    const std::int64_t S = opt_.sequence_length;
+    if (S > 0) {
+        if (pos_ != 0) throw input_error("independent sequences: the session has run already; start a new one");
+        if (T % S != 0)
+            throw input_error("independent sequences: " + std::to_string(T) + " tokens are not whole sequences of " +
+                              std::to_string(S));
+    }
+    const std::int64_t end = S > 0 ? S : pos_ + T;
+    if (m_->config.learned_positions && end > m_->position_embedding.rows)
         throw input_error("tokens: " + std::to_string(end) + " positions exceed the model's " +
                           std::to_string(m_->position_embedding.rows) + " learned positions");
+}
+
+template <class D>
+void basic_session<D>::add_positions(row_matrix<float>& x) const
+{
+    if (!m_->config.learned_positions) return;
+    const std::int64_t T = x.rows(), S = opt_.sequence_length;
+    row_matrix<float> p(S > 0 ? S : T, x.cols());
+    read_rows(m_->position_embedding, S > 0 ? 0 : pos_, p.rows(), p.data());
+    if (S > 0)
+        for (std::int64_t i = 0; i < T; i += S) x.middleRows(i, S) += p;
+    else
+        x += p;
 }
 
 template <class D>
@@ -251,28 +345,56 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
                                  std::int64_t pos0, row_matrix<float>& out)
 {
     const model_config& c = m_->config;
-    const std::int64_t T = a.rows();
+    const std::int64_t T = a.rows(), S = opt_.sequence_length;
     row_matrix<float> q, k, v, o;
+    if (S == 1) {
+        // A sequence of one token attends only to itself: the softmax is 1 and each query head
+        // reads its key/value head's value, whatever Q, K and the rotation are.
+        linear({layer, linear_kind::v}, a, w.wv, v);
+        add_bias(v, s.bv);
+        const std::int64_t group = c.num_heads / c.num_kv_heads, hd = c.head_dim;
+        o.resize(T, c.num_heads * hd);
+        for (std::int64_t h = 0; h < c.num_heads; ++h) o.middleCols(h * hd, hd) = v.middleCols((h / group) * hd, hd);
+        linear({layer, linear_kind::o}, o, w.wo, out);
+        add_bias(out, s.bo);
+        return;
+    }
     linear({layer, linear_kind::q}, a, w.wq, q);
     linear({layer, linear_kind::k}, a, w.wk, k);
     linear({layer, linear_kind::v}, a, w.wv, v);
     add_bias(q, s.bq);
     add_bias(k, s.bk);
     add_bias(v, s.bv);
+    if (S > 1) {  // independent sequences: each rotated from position 0, attending within itself
+        o.resize(T, c.num_heads * c.head_dim);
+        row_matrix<float> qs, ks, vs, os;
+        for (std::int64_t i = 0; i < T; i += S) {
+            qs = q.middleRows(i, S);
+            ks = k.middleRows(i, S);
+            vs = v.middleRows(i, S);
+            apply_rope(qs, c.num_heads, c.head_dim, 0, c.rope, c.rotary_dims, c.rope_theta);
+            apply_rope(ks, c.num_kv_heads, c.head_dim, 0, c.rope, c.rotary_dims, c.rope_theta);
+            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os);
+            o.middleRows(i, S) = os;
+        }
+        linear({layer, linear_kind::o}, o, w.wo, out);
+        add_bias(out, s.bo);
+        return;
+    }
     apply_rope(q, c.num_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
     apply_rope(k, c.num_kv_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
 
     kv_cache& cache = cache_[layer - 1];
-    const std::int64_t S = pos0 + T;
-    if (cache.k.rows() < S) {
-        const std::int64_t capacity = std::max<std::int64_t>(S, 2 * cache.k.rows());
+    const std::int64_t end = pos0 + T;
+    if (cache.k.rows() < end) {
+        const std::int64_t capacity = std::max<std::int64_t>(end, 2 * cache.k.rows());
         cache.k.conservativeResize(capacity, c.kv_dim());
         cache.v.conservativeResize(capacity, c.kv_dim());
     }
     cache.k.middleRows(pos0, T) = k;
     cache.v.middleRows(pos0, T) = v;
 
-    causal_attention(q, cache.k, cache.v, S, c.num_heads, c.num_kv_heads, c.head_dim, o);
+    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o);
     linear({layer, linear_kind::o}, o, w.wo, out);
     add_bias(out, s.bo);
 }

@@ -41,16 +41,24 @@ struct linear_site {
 // (fake quantization of weights and activations is written as one of these).
 using linear_hook = std::function<void(const linear_site&, row_matrix<float>& input, row_matrix<float>& weight)>;
 
-// Removes the component of the FFN input along a direction: x <- x - (x . v) v, applied to the
-// normalized input that enters the FFN matrices (gate/up), at one layer (1-based). The direction
-// is normalized by the pass, so any nonzero vector will do.
+// Where a direction is removed from the FFN's input:
+//  - ffn_input:       the normalized input that enters the FFN matrices (gate/up);
+//  - ffn_block_input: the residual stream that enters the FFN's norm (the space of F's right
+//                     singular vectors, and of the paper's coefficient on v_1). Only the FFN sees
+//                     the change: the residual stream itself is carried on untouched.
+enum class ablation_site { ffn_input, ffn_block_input };
+
+// Removes the component along a direction: x <- x - (x . v) v, at one layer (1-based). The
+// direction is normalized by the pass, so any nonzero vector will do.
 struct direction_ablation {
     int layer = 0;
     Eigen::VectorXf direction;
+    ablation_site site = ablation_site::ffn_input;
 };
 
 struct forward_options {
-    // Logits for every position (T x vocab) or only the last one (1 x vocab); none at all when
+    // Logits for every position (T x vocab) or only the last one (1 x vocab; with independent
+    // sequences, the last of each: sequences x vocab); none at all when
     // only hidden states are wanted (saves the lm_head product, the largest one in small models).
     enum class logits_mode { last, all, none };
     logits_mode logits = logits_mode::last;
@@ -67,6 +75,16 @@ struct forward_options {
     std::vector<int> zero_attention_layers;
 
     std::vector<direction_ablation> ablations;
+
+    // 0: the tokens of one run() are one sequence, continuing the cache. n > 0: they are
+    // independent sequences of n tokens each, every one from position 0 (a vocabulary sweep as
+    // one batch of matrix products, attention only within each sequence); no cache is kept, so
+    // such a session runs once from position 0.
+    std::int64_t sequence_length = 0;
+
+    // Stop after this layer (1-based; 0 = run every layer). Hidden states are then those of
+    // layer indices 0..last_layer; logits need every layer, so they must be none.
+    int last_layer = 0;
 
     linear_hook on_linear;  // empty = weights are used as stored, without copies
 

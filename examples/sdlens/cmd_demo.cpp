@@ -15,7 +15,10 @@
 #include <string>
 #include <vector>
 
-#include <sdlens/analysis/layer_directions.hpp>
+#include <sdlens/analysis/detect_layers.hpp>
+#include <sdlens/analysis/empirical_direction.hpp>
+#include <sdlens/analysis/layer_angles.hpp>
+#include <sdlens/analysis/norm_profile.hpp>
 #include <sdlens/forward/forward.hpp>
 #include <sdlens/model/load.hpp>
 #include <sdlens/model/plant.hpp>
@@ -28,75 +31,29 @@ nlohmann::json write_planted_model(const planted_model& p, const std::string& ou
 
 namespace {
 
+// What the probe's hidden states say, through the library's analyses: the norms, the automatic
+// threshold, the empirical direction, and the explosion/decay layers from the per-layer counts.
 struct demo_findings {
-    std::vector<std::vector<double>> norms;  // [layer index 0..L][position]
-    double threshold = 0;
-    Eigen::VectorXd empirical;  // normalized mean of the states above the threshold
-    std::int64_t high_states = 0;
-    double mean_pairwise_angle = 0;
+    Eigen::MatrixXd norms;  // (L+1) x T
+    empirical_result empirical;
     std::int64_t explosion = 0, decay = 0;  // 1-based; 0 = not found
     std::vector<std::int64_t> high_tokens;  // positions whose norm ever exceeds the threshold
 };
 
-double median(std::vector<double> v)
-{
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// Norms, threshold, empirical direction, and the explosion/decay layers from the hidden states.
-demo_findings analyse_states(const xt::xtensor<float, 3>& h)
+demo_findings analyse_states(const xt::xtensor<float, 3>& h, const std::vector<int>& tokens)
 {
     demo_findings f;
-    const std::size_t layers = h.shape(0), T = h.shape(1), d = h.shape(2);
-    std::vector<double> all;
-    f.norms.assign(layers, std::vector<double>(T));
-    for (std::size_t l = 0; l < layers; ++l)
-        for (std::size_t t = 0; t < T; ++t) {
-            double s = 0;
-            for (std::size_t k = 0; k < d; ++k) s += double(h(l, t, k)) * double(h(l, t, k));
-            f.norms[l][t] = std::sqrt(s);
-            all.push_back(f.norms[l][t]);
-        }
-    // High-norm states are tens of times the typical one; 20 x the median separates them.
-    f.threshold = 20 * median(all);
-    std::vector<Eigen::VectorXd> high;
-    f.empirical = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(d));
-    for (std::size_t l = 0; l < layers; ++l)
-        for (std::size_t t = 0; t < T; ++t)
-            if (f.norms[l][t] > f.threshold) {
-                Eigen::VectorXd x(d);
-                for (std::size_t k = 0; k < d; ++k) x[static_cast<Eigen::Index>(k)] = h(l, t, k);
-                // Directions have no sign: orient each state like the first before averaging.
-                if (!high.empty() && x.dot(high.front()) < 0) x = -x;
-                f.empirical += x;
-                high.push_back(x);
-            }
-    f.high_states = static_cast<std::int64_t>(high.size());
-    if (high.empty()) return f;
-    f.empirical.normalize();
-    double sum = 0;
-    std::int64_t pairs = 0;
-    for (std::size_t i = 0; i < high.size(); ++i)
-        for (std::size_t j = i + 1; j < high.size(); ++j, ++pairs) sum += acute_angle_degrees(high[i], high[j]);
-    f.mean_pairwise_angle = pairs ? sum / static_cast<double>(pairs) : 0;
-    for (std::size_t t = 0; t < T; ++t) {
-        bool any = false;
-        for (std::size_t l = 0; l < layers; ++l) any = any || f.norms[l][t] > f.threshold;
-        if (any) f.high_tokens.push_back(static_cast<std::int64_t>(t));
-    }
-    // Explosion: the first layer whose output puts a token above the threshold; decay: the first
-    // later layer after which every high-norm token is below it again.
-    for (std::size_t l = 1; l < layers && !f.explosion; ++l)
-        for (auto t : f.high_tokens)
-            if (f.norms[l][t] > f.threshold && f.norms[l - 1][t] <= f.threshold) f.explosion = static_cast<std::int64_t>(l);
-    for (std::size_t l = static_cast<std::size_t>(f.explosion) + 1; f.explosion && l < layers && !f.decay; ++l) {
-        bool all_low = true;
-        for (auto t : f.high_tokens) all_low = all_low && f.norms[l][t] <= f.threshold;
-        bool was_high = false;
-        for (auto t : f.high_tokens) was_high = was_high || f.norms[l - 1][t] > f.threshold;
-        if (all_low && was_high) f.decay = static_cast<std::int64_t>(l);
-    }
+    f.norms = hidden_state_norms(h);
+    const threshold_choice t = automatic_threshold(std::vector<double>(f.norms.data(), f.norms.data() + f.norms.size()));
+    empirical_accumulator acc(static_cast<std::int64_t>(h.shape(2)), t.threshold);
+    acc.add(h, tokens);
+    f.empirical = acc.result();
+    f.empirical.automatic = t;
+    const detected_layers d = detect_layers_from_counts(f.empirical);
+    if (!d.explosion_layers.empty()) f.explosion = d.explosion_layers.front();
+    if (!d.decay_layers.empty()) f.decay = d.decay_layers.front();
+    for (Eigen::Index p = 0; p < f.norms.cols(); ++p)
+        if ((f.norms.col(p).array() > t.threshold).any()) f.high_tokens.push_back(p);
     return f;
 }
 
@@ -150,24 +107,27 @@ void register_demo(CLI::App& app)
         fo.hidden_states = true;
         fo.logits = forward_options::logits_mode::none;
         const forward_result r = forward(m, probe, fo);
-        const demo_findings f = analyse_states(r.hidden);
+        const demo_findings f = analyse_states(r.hidden, probe);
+        const empirical_result& emp = f.empirical;
+        const bool found_high = emp.states > 0;
 
         const std::int64_t L = m.config.num_layers;
-        layer_analysis_options ao;
-        ao.k = 3;
         struct layer_row {
             double sigma = 0, angle_empirical = 90, angle_planted = 90;
         };
         std::vector<layer_row> rows(static_cast<std::size_t>(L));
         std::vector<std::int64_t> aligned;
-        for (std::int64_t l = 1; l <= L; ++l) {
-            progress("layer-wise directions: layer " + std::to_string(l) + "/" + std::to_string(L));
-            const auto s = layer_singular_triplets(m, l, ao);
-            layer_row& row = rows[static_cast<std::size_t>(l - 1)];
-            row.sigma = s.sigma[0];
-            row.angle_empirical = f.high_states ? acute_angle_degrees(s.u.col(0), f.empirical) : 90;
-            row.angle_planted = acute_angle_degrees(s.u.col(0), truth.direction);
-            if (row.angle_empirical < 5) aligned.push_back(l);
+        layer_angle_options lo;
+        lo.eigen = false;
+        const auto angles = layer_angles(m, found_high ? emp.direction : truth.direction, lo, [&](std::int64_t i, std::int64_t n) {
+            progress("layer-wise directions: layer " + std::to_string(i) + "/" + std::to_string(n));
+        });
+        for (const auto& a : angles) {
+            layer_row& row = rows[static_cast<std::size_t>(a.layer - 1)];
+            row.sigma = a.sigma_1;
+            row.angle_empirical = found_high ? a.u1_angle_deg : 90;
+            row.angle_planted = acute_angle_degrees(a.u1, truth.direction);
+            if (row.angle_empirical < 5) aligned.push_back(a.layer);
         }
         struct eig_row {
             std::int64_t layer;
@@ -176,9 +136,9 @@ void register_demo(CLI::App& app)
         std::vector<eig_row> eigs;
         for (std::int64_t l : aligned) {
             progress("eigenvectors of R: layer " + std::to_string(l));
-            const auto e = layer_eigen_analysis(m, l, f.empirical, ao);
-            const Eigen::VectorXd v = e.eigenvectors.col(e.best.index).real();
-            eigs.push_back({l, e.best.angle_degrees, acute_angle_degrees(v, truth.direction), e.best.eigenvalue.real()});
+            // Over all d eigenvectors: the explosion layer's best-aligned one is not among the largest.
+            const auto best = best_aligned_eigenvector_dense(m, l, emp.direction);
+            eigs.push_back({l, best.angle_degrees, acute_angle_degrees(best.real_vector, truth.direction), best.eigenvalue.real()});
         }
         progress_done();
 
@@ -188,7 +148,7 @@ void register_demo(CLI::App& app)
             int n = 0;
             for (std::size_t t = 0; t < probe.size(); ++t) {
                 const bool is_high = std::find(f.high_tokens.begin(), f.high_tokens.end(), std::int64_t(t)) != f.high_tokens.end();
-                if (is_high == high) s += f.norms[l][t], ++n;
+                if (is_high == high) s += f.norms(static_cast<Eigen::Index>(l), static_cast<Eigen::Index>(t)), ++n;
             }
             return n ? s / n : 0.0;
         };
@@ -206,13 +166,18 @@ void register_demo(CLI::App& app)
                       {"decay_layer", f.decay},
                       {"aligned_layers", aligned},
                       {"high_norm_positions", f.high_tokens},
-                      {"threshold", f.threshold},
-                      {"high_norm_states", f.high_states},
-                      {"mean_pairwise_angle_degrees", f.mean_pairwise_angle},
-                      {"empirical_vs_planted_degrees", f.high_states ? acute_angle_degrees(f.empirical, truth.direction) : 90.0}};
+                      {"threshold", emp.threshold},
+                      {"high_norm_states", emp.states},
+                      {"mean_pairwise_angle_degrees", emp.mean_pairwise_angle_deg},
+                      {"empirical_vs_planted_degrees", found_high ? acute_angle_degrees(emp.direction, truth.direction) : 90.0}};
+        auto row_of = [](const Eigen::MatrixXd& a, std::int64_t r) {
+            std::vector<double> v(static_cast<std::size_t>(a.cols()));
+            for (Eigen::Index c = 0; c < a.cols(); ++c) v[static_cast<std::size_t>(c)] = a(r, c);
+            return v;
+        };
         auto layers = nlohmann::json::array();
         for (std::int64_t l = 0; l <= L; ++l) {
-            nlohmann::json row{{"layer", l}, {"norms", f.norms[static_cast<std::size_t>(l)]},
+            nlohmann::json row{{"layer", l}, {"norms", row_of(f.norms, l)},
                                {"trigger_mean_norm", mean_norm(static_cast<std::size_t>(l), true)},
                                {"ordinary_mean_norm", mean_norm(static_cast<std::size_t>(l), false)}};
             if (l >= 1) {
@@ -240,10 +205,10 @@ void register_demo(CLI::App& app)
                 << "  decay layer       found " << found(f.decay) << "   planted " << truth.decay_layer << "\n"
                 << "  high-norm tokens  positions";
             for (auto t : f.high_tokens) out << ' ' << t;
-            out << " (threshold " << f.threshold << ", " << f.high_states << " states, mean pairwise angle "
-                << std::setprecision(2) << f.mean_pairwise_angle << " deg)\n"
+            out << " (threshold " << emp.threshold << ", " << emp.states << " states, mean pairwise angle "
+                << std::setprecision(2) << emp.mean_pairwise_angle_deg << " deg)\n"
                 << "  empirical high-norm direction vs planted: " << std::setprecision(3)
-                << (f.high_states ? acute_angle_degrees(f.empirical, truth.direction) : 90.0) << " deg\n\n"
+                << (found_high ? acute_angle_degrees(emp.direction, truth.direction) : 90.0) << " deg\n\n"
                 << " layer   trigger norm  ordinary norm   sigma_1(L)   u_1 vs empirical   u_1 vs planted\n";
             for (std::int64_t l = 0; l <= L; ++l) {
                 out << std::setw(6) << l << std::setprecision(1) << std::setw(15) << mean_norm(static_cast<std::size_t>(l), true)

@@ -32,7 +32,9 @@ struct forward_args {
     bool no_attention = false, no_bos = false, json = false;
 };
 
-// "1,2,3" (spaces allowed) -> ids; anything else is the user's mistake.
+}  // namespace
+
+// "1,2,3" (spaces allowed) -> ids; anything else is the user's mistake. Shared with the analyses.
 std::vector<int> parse_token_list(const std::string& s)
 {
     std::vector<int> out;
@@ -68,6 +70,8 @@ std::string printable_piece(const std::string& p)
     }
     return out;
 }
+
+namespace {
 
 void run_forward(const forward_args& a)
 {

@@ -22,6 +22,10 @@ int main(int argc, char** argv)
     sdlens::cli::register_eig(app);
     sdlens::cli::register_forward(app);
     sdlens::cli::register_generate(app);
+    sdlens::cli::register_norms(app);
+    sdlens::cli::register_empirical(app);
+    sdlens::cli::register_angles(app);
+    sdlens::cli::register_paths(app);
 
     try {
         app.parse(argc, argv);

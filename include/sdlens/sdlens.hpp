@@ -13,6 +13,7 @@
 #include "sdlens/io/gguf_writer.hpp"
 #include "sdlens/io/llama2c.hpp"
 #include "sdlens/io/tokenizer.hpp"
+#include "sdlens/io/corpus.hpp"
 
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/matrix_view.hpp"
@@ -21,6 +22,7 @@
 #include "sdlens/model/load.hpp"
 #include "sdlens/model/hf_writer.hpp"
 #include "sdlens/model/gguf_families.hpp"
+#include "sdlens/model/tokenizer_writer.hpp"
 #include "sdlens/model/random_model.hpp"
 #include "sdlens/model/plant.hpp"
 
@@ -30,3 +32,12 @@
 #include "sdlens/solvers/lanczos_svd.hpp"
 #include "sdlens/solvers/arnoldi_eigs.hpp"
 #include "sdlens/analysis/layer_directions.hpp"
+#include "sdlens/analysis/norm_profile.hpp"
+#include "sdlens/analysis/empirical_direction.hpp"
+#include "sdlens/analysis/explosion_subspace.hpp"
+#include "sdlens/analysis/layer_angles.hpp"
+#include "sdlens/analysis/detect_layers.hpp"
+#include "sdlens/analysis/exploding_paths.hpp"
+#include "sdlens/analysis/coefficients.hpp"
+#include "sdlens/analysis/ablation.hpp"
+#include "sdlens/analysis/direction_stability.hpp"

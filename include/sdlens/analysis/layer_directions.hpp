@@ -62,6 +62,7 @@ struct eigen_alignment {
     std::int64_t index = -1;  // into the eigenvalues, largest magnitude first
     double angle_degrees = 90;
     std::complex<double> eigenvalue;
+    Eigen::VectorXd real_vector;  // the real part of that eigenvector (after normalize_phases)
 };
 
 struct layer_eigen_result {
@@ -127,7 +128,7 @@ inline eigen_alignment best_aligned_eigenvector(const Eigen::VectorXcd& values, 
     eigen_alignment best;
     for (Eigen::Index j = 0; j < vectors.cols(); ++j) {
         const double angle = acute_angle_degrees(vectors.col(j).real(), direction);
-        if (best.index < 0 || angle < best.angle_degrees) best = {j, angle, values[j]};
+        if (best.index < 0 || angle < best.angle_degrees) best = {j, angle, values[j], vectors.col(j).real()};
     }
     return best;
 }

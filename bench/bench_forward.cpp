@@ -32,6 +32,7 @@
 #include <omp.h>
 #endif
 
+#include <sdlens/analysis/exploding_paths.hpp>
 #include <sdlens/forward/forward.hpp>
 #include <sdlens/model/hf_writer.hpp>
 #include <sdlens/model/load.hpp>
@@ -194,6 +195,27 @@ void generation(benchmark::State& state, dtype t)
     state.counters["peak_rss_MB"] = peak_rss_mb();
 }
 
+// The exploding-paths sweep (analysis/exploding_paths.hpp) over the whole 32000-token vocabulary
+// through layer 2: every token alone without attention, every token at position 0, and as many
+// random embeddings, as batches of one-token sequences. tok/s counts the three sweeps' tokens;
+// token-layers/s (tokens x layers run) is the rate to set beside prompt processing's tok/s x 16.
+void paths_sweep(benchmark::State& state, dtype t)
+{
+    use_two_threads();
+    const model& m = bench_model(t);
+    exploding_paths_options o;
+    o.layer = 2;
+    std::int64_t tokens = 0;
+    for (auto _ : state) {
+        const exploding_paths_result r = exploding_paths(m, o);
+        benchmark::DoNotOptimize(r.no_attention.data());
+        tokens += r.no_attention.size() + static_cast<std::int64_t>(r.initial.size()) + r.random_sorted.size();
+    }
+    state.counters["tok/s"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
+    state.counters["token_layers/s"] = benchmark::Counter(static_cast<double>(tokens * o.layer), benchmark::Counter::kIsRate);
+    state.counters["peak_rss_MB"] = peak_rss_mb();
+}
+
 // One token's product with a stored matrix far larger than the caches (1.6 GB of rows of 2048
 // values, as the bench model's wq/wo), through multiply_transposed as generation calls it: the
 // rate at which the one-token path streams weights, to set beside the machine's memory
@@ -233,3 +255,5 @@ BENCHMARK_CAPTURE(generation, f32, sdlens::dtype::f32)->Unit(benchmark::kMillise
 BENCHMARK_CAPTURE(prompt_processing, bf16, sdlens::dtype::bf16, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(prompt_processing, bf16_act, sdlens::dtype::bf16, true)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(generation, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(paths_sweep, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(paths_sweep, f32, sdlens::dtype::f32)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);

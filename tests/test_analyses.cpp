@@ -366,9 +366,52 @@ TEST_CASE("layer angles: u_1 against JacobiSVD, the best-aligned of all eigenvec
     CHECK(std::abs(prow[1].eigenvalue) < 1e-3);
     CHECK(prow[3].eigenvalue.real() == doctest::Approx(c->p.truth.decay_eigenvalue).epsilon(1e-6));
     CHECK_THROWS_AS(layer_angles(c->m, VectorXd::Ones(7)), input_error);
-    layer_angle_options tight;
-    tight.dense_limit = 16;
-    CHECK_THROWS_AS(layer_angles(c->m, u, tight), input_error);
+
+    // The iterative search reaches the dense answer where the direction is near an eigenvector:
+    // the planted explosion and decay layers, and on the random model, a real eigenvector of R
+    // turned 5 degrees away.
+    layer_angle_options iterative;
+    iterative.search = eigen_search::iterative;
+    iterative.layers = {2, 4};
+    const auto it = layer_angles(c->m, u, iterative);
+    for (std::size_t i = 0; i < it.size(); ++i) {
+        CAPTURE(it[i].layer);
+        CHECK(std::string(it[i].eig_method) == "iterative");
+        const auto& dense_row = prow[static_cast<std::size_t>(it[i].layer - 1)];
+        if (it[i].layer == 2) {
+            // Defective eigenvalue 0 (a Jordan block c u t^T): rounding of size eps ||R|| moves a
+            // computed eigenvalue by ~sqrt(eps ||R|| c) ~ 1e-6 and its vector by ~1e-5 rad. RQI
+            // starts at u, which R sends exactly to 0 (t.u = 0): it stops at once, exact.
+            CHECK(it[i].rqi_converged);
+            CHECK(it[i].eig_angle_deg < 0.01);
+            CHECK(dense_row.eig_angle_deg < 0.01);
+            CHECK(std::abs(it[i].eigenvalue - dense_row.eigenvalue) <= 1e-5);
+        } else {
+            // A simple eigenvalue, far from the rest: both searches agree to rounding.
+            CHECK(it[i].eig_angle_deg == doctest::Approx(dense_row.eig_angle_deg).epsilon(1e-3).scale(1e-3));
+            CHECK(std::abs(it[i].eigenvalue - dense_row.eigenvalue) <= 1e-6 * (1 + std::abs(dense_row.eigenvalue)));
+        }
+    }
+    const test::dense_reference r1 = test::reference(b.m, 0, exact_ffn_row_scales(b.m.config, b.m.layers[0]));
+    const test::reference_eig_result eig = test::reference_eig(r1.r);
+    Eigen::Index real_index = -1;
+    double smallest = 1e300;
+    for (Eigen::Index j = 0; j < eig.values.size(); ++j)  // a real eigenvalue from the middle of the spectrum
+        if (std::abs(eig.values[j].imag()) < 1e-12 && std::abs(std::abs(eig.values[j]) - 0.5) < smallest)
+            smallest = std::abs(std::abs(eig.values[j]) - 0.5), real_index = j;
+    REQUIRE(real_index >= 0);
+    const VectorXd v = eig.vectors.col(real_index).real().normalized();
+    VectorXd w = test::random_block(40, 1, 9).col(0);
+    w -= w.dot(v) * v;
+    const VectorXd near = std::cos(5 * 3.14159265358979323846 / 180) * v + std::sin(5 * 3.14159265358979323846 / 180) * w.normalized();
+    layer_angle_options one_iterative = iterative, one_dense;
+    one_iterative.layers = one_dense.layers = {1};
+    one_iterative.top_k = 0;  // only the Rayleigh-quotient iteration
+    const auto a = layer_angles(b.m, near, one_iterative), want = layer_angles(b.m, near, one_dense);
+    CHECK(a[0].rqi_converged);
+    CHECK(a[0].eig_angle_deg == doctest::Approx(want[0].eig_angle_deg).epsilon(1e-4));
+    CHECK(a[0].eig_angle_deg == doctest::Approx(5.0).epsilon(0.2));
+    CHECK(std::abs(a[0].eigenvalue - eig.values[real_index]) <= 1e-7);
 }
 
 TEST_CASE("explosion subspace: F's singular vectors against JacobiSVD, +-v_i through the FFN against float64; only v_1 explodes")

@@ -20,7 +20,7 @@ void register_angles(CLI::App& app)
 {
     {
         struct args {
-            std::string model, direction, layers;
+            std::string model, direction, layers, method = "auto";
             std::int64_t dense_limit = 2048;
             bool no_eig = false, json = false;
         };
@@ -30,7 +30,10 @@ void register_angles(CLI::App& app)
         cmd->add_option("--direction", a->direction, "Direction, a JSON file such as `sdlens empirical --out` writes")->required();
         cmd->add_option("--layers", a->layers, "Layers, 1-based, e.g. 1-5,8 (default: all)");
         cmd->add_flag("--no-eig", a->no_eig, "Only u_1, without the search over the eigenvectors of R");
-        cmd->add_option("--dense-limit", a->dense_limit, "Largest hidden size for the dense eigenvector search")->capture_default_str();
+        cmd->add_option("--eig-method", a->method, "Eigenvector search: dense (exact, O(d^3)), iterative (matrix-free), or auto (dense up to --dense-limit)")
+            ->capture_default_str()
+            ->check(CLI::IsMember({"auto", "dense", "iterative"}));
+        cmd->add_option("--dense-limit", a->dense_limit, "auto: largest hidden size searched densely")->capture_default_str();
         cmd->add_flag("--json", a->json, "Print JSON");
         cmd->callback([a] {
             const model m = load_model(a->model);
@@ -39,18 +42,24 @@ void register_angles(CLI::App& app)
             o.layers = parse_layer_ranges(a->layers, static_cast<std::int64_t>(m.layers.size()));
             o.eigen = !a->no_eig;
             o.dense_limit = a->dense_limit;
+            o.search = a->method == "dense" ? eigen_search::dense : a->method == "iterative" ? eigen_search::iterative : eigen_search::automatic;
             std::vector<layer_angle_row> rows;
             {
                 progress_meter meter("angles");
                 rows = layer_angles(m, dir, o, [&](std::int64_t i, std::int64_t n) { meter("layer", i, n); });
             }
-            nlohmann::json j{{"model", a->model}, {"direction", a->direction}, {"eigen_method", o.eigen ? "dense, all eigenvectors" : "none"}};
+            nlohmann::json j{{"model", a->model}, {"direction", a->direction}};
             j["layers"] = nlohmann::json::array();
             for (const auto& r : rows) {
                 nlohmann::json row{{"layer", r.layer}, {"sigma_1", r.sigma_1}, {"u1_angle_deg", r.u1_angle_deg}};
                 if (o.eigen) {
                     row["eig_angle_deg"] = r.eig_angle_deg;
                     row["eigenvalue"] = {r.eigenvalue.real(), r.eigenvalue.imag()};
+                    row["eig_method"] = r.eig_method;
+                    if (std::string(r.eig_method) == "iterative") {
+                        row["rqi_converged"] = r.rqi_converged;
+                        row["applications"] = r.applications;
+                    }
                 }
                 j["layers"].push_back(row);
             }

@@ -411,7 +411,10 @@ TEST_CASE("layer angles: u_1 against JacobiSVD, the best-aligned of all eigenvec
     CHECK(a[0].rqi_converged);
     CHECK(a[0].eig_angle_deg == doctest::Approx(want[0].eig_angle_deg).epsilon(1e-4));
     CHECK(a[0].eig_angle_deg == doctest::Approx(5.0).epsilon(0.2));
-    CHECK(std::abs(a[0].eigenvalue - eig.values[real_index]) <= 1e-7);
+    // RQI stops at a backward error of 1e-6 ||R||: a simple eigenvalue is then off by about that
+    // times its condition number (~1 here): ||R|| ~ 5, so 1e-4 bounds it.
+    CHECK(a[0].rqi_residual <= 1e-6);
+    CHECK(std::abs(a[0].eigenvalue - eig.values[real_index]) <= 1e-4);
 }
 
 TEST_CASE("explosion subspace: F's singular vectors against JacobiSVD, +-v_i through the FFN against float64; only v_1 explodes")

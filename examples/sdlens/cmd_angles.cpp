@@ -58,6 +58,7 @@ void register_angles(CLI::App& app)
                     row["eig_method"] = r.eig_method;
                     if (std::string(r.eig_method) == "iterative") {
                         row["rqi_converged"] = r.rqi_converged;
+                        row["rqi_backward_error"] = r.rqi_residual;
                         row["applications"] = r.applications;
                     }
                 }

@@ -497,42 +497,59 @@ TEST_CASE("exploding paths: the planted triggers top the no-attention sweep; bat
         for (bool m : r.masked) trained += !m;
         CHECK(r.random_sorted.size() == trained);
         CHECK(std::is_sorted(r.random_sorted.data(), r.random_sorted.data() + r.random_sorted.size(), std::greater<double>()));
-        // Where position 0 triggers (learned positions), every token at position 0 explodes.
+        // Where position 0 triggers, every token at position 0 explodes; through self-attention
+        // (no learned positions) the typical random embedding there does not: it lacks the bias
+        // unit e0 that every trained row carries (a negative random e0 component can open the
+        // trigger: model/plant_initial.hpp).
         if (c->p.truth.position0_triggers) CHECK(r.initial.minCoeff() > 0.5 * c->p.truth.explosion_norm);
+        if (c->p.truth.initial_trigger_layer > 0)
+            CHECK(r.random_sorted[r.random_sorted.size() / 2] < 0.01 * c->p.truth.explosion_norm);
     }
 }
 
-TEST_CASE("coefficients on v_1: batches equal single passes; position 0 far exceeds position 1 where it triggers")
+TEST_CASE("coefficients on v_1: batches equal single passes; position 0 far exceeds position 1 in every family")
 {
-    const auto c = planted(model_family::gpt2, 340);
-    const int E = static_cast<int>(c->p.truth.explosion_layer);
-    layer_analysis_options lo;
-    lo.k = 1;
-    const VectorXd v1 = ffn_right_singular_vectors(c->m, E, lo).v.col(0);
-    coefficients_options o;
-    o.layer = E;
-    o.batch = 13;
-    const coefficients_result r = ffn_input_coefficients(c->m, v1, o);
-    REQUIRE(r.tokens.size() > 10);
-    CHECK(r.first_token != c->m.config.bos_token);
-    forward_options fo;
-    fo.capture_ffn_layer = E;
-    for (std::size_t i : {std::size_t(0), std::size_t(7), r.tokens.size() - 1}) {
-        const int t = r.tokens[i];
-        const auto a = forward(c->m, {t}, fo), b = forward(c->m, {r.first_token, t}, fo);
-        CHECK(r.initial[static_cast<Eigen::Index>(i)] == doctest::Approx(a.ffn_input_raw.row(0).cast<double>().dot(v1)).epsilon(1e-5));
-        // Exactly 0 for ordinary tokens in exact arithmetic (no t component reaches position 1):
-        // what is left is float rounding, ~1e-7 of the stream's norm, in either pass.
-        const double x = b.ffn_input_raw.row(1).norm();
-        CHECK(std::abs(r.second[static_cast<Eigen::Index>(i)] - b.ffn_input_raw.row(1).cast<double>().dot(v1)) <= 1e-5 * (1 + x));
+    for (model_family f : {model_family::gpt2, model_family::llama, model_family::qwen2, model_family::phi3, model_family::neox}) {
+        const std::string family = family_name(f);
+        CAPTURE(family);
+        // E = 0: the family's default, where any token at position 0 triggers (gpt2 through its
+        // learned position 0, the others through self-attention, model/plant_initial.hpp).
+        const auto c = planted(f, 340 + static_cast<int>(f), 48, 7, 0, 6);
+        REQUIRE(c->p.truth.position0_triggers);
+        const int E = static_cast<int>(c->p.truth.explosion_layer);
+        layer_analysis_options lo;
+        lo.k = 1;
+        const VectorXd v1 = ffn_right_singular_vectors(c->m, E, lo).v.col(0);
+        coefficients_options o;
+        o.layer = E;
+        o.batch = 13;
+        const coefficients_result r = ffn_input_coefficients(c->m, v1, o);
+        REQUIRE(r.tokens.size() > 10);
+        CHECK(r.first_token != c->m.config.bos_token);
+        forward_options fo;
+        fo.capture_ffn_layer = E;
+        for (std::size_t i : {std::size_t(0), std::size_t(7), r.tokens.size() - 1}) {
+            const int t = r.tokens[i];
+            const auto a = forward(c->m, {t}, fo), b = forward(c->m, {r.first_token, t}, fo);
+            CHECK(r.initial[static_cast<Eigen::Index>(i)] == doctest::Approx(a.ffn_input_raw.row(0).cast<double>().dot(v1)).epsilon(1e-5));
+            // Ordinary tokens have no t component at position 1 (exactly 0 with learned positions;
+            // < 1e-4 N0 from the initial-token path's trigger neurons otherwise): what is left is
+            // float rounding, ~1e-7 of the stream's norm, in either pass.
+            const double x = b.ffn_input_raw.row(1).norm();
+            CHECK(std::abs(r.second[static_cast<Eigen::Index>(i)] - b.ffn_input_raw.row(1).cast<double>().dot(v1)) <= 1e-5 * (1 + x));
+        }
+        // Ordinary tokens: large at position 0 (K t, or N0 t), ~0 at position 1. The exception
+        // without learned positions is the first token itself: after itself it is a repeated
+        // token, which triggers at every position in a RoPE model (plant_initial.hpp).
+        const auto& trig = c->p.truth.trigger_tokens;
+        for (std::size_t i = 0; i < r.tokens.size(); ++i) {
+            if (std::find(trig.begin(), trig.end(), r.tokens[i]) != trig.end()) continue;
+            if (!c->m.config.learned_positions && r.tokens[i] == r.first_token) continue;
+            CAPTURE(r.tokens[i]);
+            CHECK(std::abs(r.initial[static_cast<Eigen::Index>(i)]) > 100 * std::abs(r.second[static_cast<Eigen::Index>(i)]) + 1);
+        }
+        CHECK_THROWS_AS(ffn_input_coefficients(c->m, VectorXd::Ones(3), o), input_error);
     }
-    // Ordinary tokens: large at position 0 (K t on position 0), ~0 at position 1.
-    const auto& trig = c->p.truth.trigger_tokens;
-    for (std::size_t i = 0; i < r.tokens.size(); ++i) {
-        if (std::find(trig.begin(), trig.end(), r.tokens[i]) != trig.end()) continue;
-        CHECK(std::abs(r.initial[static_cast<Eigen::Index>(i)]) > 100 * std::abs(r.second[static_cast<Eigen::Index>(i)]) + 1);
-    }
-    CHECK_THROWS_AS(ffn_input_coefficients(c->m, VectorXd::Ones(3), o), input_error);
 }
 
 TEST_CASE("ablation removes the high norms; detection finds E and D both ways; stability of one model is zero")

@@ -245,6 +245,88 @@ TEST_CASE("plant: gpt2 (bf16, learned positions: any token at position 0 trigger
     CHECK(state_norm(r, E, 2) < 0.01 * p.truth.explosion_norm);
 }
 
+// RoPE families at the default E (3, or 4 with parallel blocks): any token at position 0
+// triggers through self-attention (plant_initial.hpp), and nowhere else.
+void check_initial_tokens(model_family f, dtype type, std::uint64_t seed)
+{
+    plant_sizes s;
+    s.hidden = 56;
+    s.layers = 7;
+    s.heads = 4;
+    s.vocab = 96;
+    plant_options o;
+    o.seed = seed;
+    const planted_model p = plant_random_model(plant_model_config(f, s), o);
+    REQUIRE(p.truth.position0_triggers);
+    const std::int64_t first = p.config.parallel_residual ? 4 : 3;
+    REQUIRE(p.truth.explosion_layer == first);
+    CHECK(p.truth.initial_trigger_layer == first - 1);
+    sdlens::test::temp_dir dir;
+    write_hf_checkpoint(dir.path().string(), p.config, p.weights, type);
+    const model m = load_model(dir.path().string());
+    const std::size_t E = static_cast<std::size_t>(p.truth.explosion_layer), D = static_cast<std::size_t>(p.truth.decay_layer);
+    const std::size_t L = static_cast<std::size_t>(m.config.num_layers);
+    const double n_exp = p.truth.explosion_norm;
+    forward_options fo;
+    fo.hidden_states = true;
+    fo.logits = forward_options::logits_mode::none;
+    forward_options no_attention = fo;
+    no_attention.zero_attention = true;
+    const int delim = static_cast<int>(p.truth.delimiter_token);
+    for (int t : {20, 33, 47, 58, 71, 90}) {
+        CAPTURE(t);
+        // Alone (position 0): the trigger layer writes N0 t, ~10-20 x the rest of the stream
+        // (20 x at the median token, plant_initial.hpp), so the share of t is within ~1% of a
+        // trigger's and layer E adds N_exp to within 2% (quadratic in the share; the worst of
+        // these tokens is 1.5% low); layer D cancels that, leaving N0 t: under 5% of N_exp.
+        const forward_result alone = forward(m, {t}, fo);
+        CHECK(state_norm(alone, E, 0) == doctest::Approx(n_exp).epsilon(0.02));
+        CHECK(state_norm(alone, E - 1, 0) < 0.1 * n_exp);
+        CHECK(state_norm(alone, D, 0) < 0.05 * n_exp);
+        // Without attention it is an ordinary token.
+        CHECK(state_norm(forward(m, {t}, no_attention), E, 0) < 0.01 * n_exp);
+        // After another token, at any distance: ordinary at every layer, the delimiter still a trigger.
+        const forward_result later = forward(m, {t + 1, 40, t, 52, delim, t}, fo);
+        for (std::size_t q : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(5)})
+            for (std::size_t l = 0; l <= L; ++l) CHECK(state_norm(later, l, q) < 0.01 * n_exp);
+        CHECK(state_norm(later, E, 4) == doctest::Approx(n_exp).epsilon(0.02));
+        // A token repeated from position 0: every position has the state of position 0 (RoPE and
+        // identical inputs), so every position triggers, as in any RoPE model.
+        const forward_result repeated = forward(m, {t, t, t}, fo);
+        for (std::size_t q = 0; q < 3; ++q) CHECK(state_norm(repeated, E, q) == doctest::Approx(state_norm(alone, E, 0)).epsilon(1e-3));
+    }
+}
+
+TEST_CASE("plant: RoPE families' initial tokens trigger through self-attention, and only at position 0")
+{
+    check_initial_tokens(model_family::llama, dtype::f32, 21);
+    check_initial_tokens(model_family::qwen2, dtype::bf16, 22);
+    check_initial_tokens(model_family::phi3, dtype::f16, 23);
+    check_initial_tokens(model_family::neox, dtype::f16, 24);
+}
+
+TEST_CASE("plant: at the default E the linearization still finds E and D (llama, neox)")
+{
+    for (model_family f : {model_family::llama, model_family::neox}) {
+        const std::string family = family_name(f);
+        CAPTURE(family);
+        plant_sizes s;
+        s.hidden = 64;
+        s.layers = 6;
+        s.heads = 4;
+        plant_options o;
+        o.decay_layer = 5;
+        o.seed = 25;
+        const planted_model p = plant_random_model(plant_model_config(f, s), o);
+        REQUIRE(p.truth.position0_triggers);
+        sdlens::test::temp_dir dir;
+        write_hf_checkpoint(dir.path().string(), p.config, p.weights, dtype::f32);
+        const model m = load_model(dir.path().string());
+        check_forward(m, p.truth);
+        check_directions(m, p.truth);
+    }
+}
+
 TEST_CASE("plant: neox (f16, parallel residual, partial rotary)")
 {
     check_family(model_family::neox, dtype::f16);

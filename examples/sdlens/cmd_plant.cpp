@@ -88,7 +88,9 @@ void register_plant(CLI::App& app)
     cmd->add_option("--kv-heads", opt->sizes.kv_heads, "Key/value heads (default: half the heads for llama, qwen2, phi3)");
     cmd->add_option("--ffn", opt->sizes.ffn, "FFN inner size (default 1.5 d)");
     cmd->add_option("--vocab", opt->sizes.vocab, "Vocabulary size (default 128)");
-    cmd->add_option("--explode", opt->plant.explosion_layer, "Explosion layer E, 1-based")->capture_default_str();
+    cmd->add_option("--explode", opt->plant.explosion_layer,
+                    "Explosion layer E, 1-based (default: the first layer at which any token at position 0 can trigger: "
+                    "2 with learned positions, else 3, or 4 with parallel blocks)");
     cmd->add_option("--decay", opt->plant.decay_layer, "Decay layer D, 1-based, E < D <= layers (default: the last layer)");
     cmd->add_option("--seed", opt->plant.seed, "Seed of the random weights and planted directions")->capture_default_str();
     cmd->add_option("--dtype", opt->dtype_name, "Weight dtype: f32, f16, bf16 (q8_0 with --gguf)")
@@ -103,6 +105,7 @@ void register_plant(CLI::App& app)
         if (type == dtype::q8_0 && !opt->gguf) fail_input("--dtype", "q8_0 is written only into GGUF files (add --gguf)");
         const model_config c = plant_model_config(family, opt->sizes);
         if (opt->plant.decay_layer < 0) fail_input("--decay", "layers are 1-based");
+        if (opt->plant.explosion_layer < 0) fail_input("--explode", "layers are 1-based");
         const planted_model p = plant_random_model(c, opt->plant);
         const nlohmann::json j = write_planted_model(p, opt->out, type, opt->gguf);
         emit(opt->json, j, [&](std::ostream& out) {
@@ -112,6 +115,7 @@ void register_plant(CLI::App& app)
                 << " (1-based); trigger tokens";
             for (auto id : p.truth.trigger_tokens) out << ' ' << id;
             if (p.truth.position0_triggers) out << " and every token at position 0";
+            else out << " (position 0 triggers from --explode " << first_initial_explosion_layer(c) << " on, where it fits)";
             out << "\n  ground truth: " << (std::filesystem::path(opt->out) / "ground_truth.json").string() << "\n";
         });
     });

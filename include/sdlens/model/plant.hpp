@@ -12,7 +12,8 @@
 // entry has the same magnitude, so a planted row alpha*t rounds to f16/bf16/Q8_0 by one common
 // factor: rounding changes its scale, never its direction.
 //
-// Isolation (P = I - t t^T - u u^T). Nothing but the planted neurons reads or writes t and u:
+// Isolation (P = I - t t^T - u u^T, and the initial-token directions). Nothing but the planted
+// neurons reads or writes t and u:
 //  - every row that reads the normalized stream n = g (.) x^ + b (W_V, W_gate, W_up of every
 //    layer) is replaced by r with (r (.) g) = P (r (.) g): it is blind to the t and u content of x^;
 //  - every map into the residual stream (columns of W_O and W_down, b_O, b_down) is P-projected;
@@ -27,9 +28,11 @@
 // row), K = 20 x the RMS embedding row norm: x^ = sqrt(d) (t cos th + ...), th ~ 1/200. GPT-2
 // (learned positions) puts K t on position 0 instead of BOS, so any token at position 0 triggers
 // (BOS too; giving BOS K t as well would make it a 2K trigger there, with another share cos th).
-// For RoPE families only the trigger tokens trigger: position 0 differs from the others only in
-// that its attention output is its own value, and telling "own value" from "mixture of values"
-// needs the token's identity compared with the mixture, which fails on repeated tokens; not done.
+// Without learned positions (RoPE families), any token at position 0 triggers through
+// self-attention when E leaves room for it (E >= 3, or 4 with parallel blocks; the default):
+// plant_initial.hpp, which adds isolated directions besides t and u (all of them are the
+// "isolated basis": P = I - B B^T below). It does what LLaMA2 does (paper Sec. 3.3): the initial
+// token explodes with attention on, not without it; a random embedding at position 0 does not.
 // In layers 1..E every head gets one query and one key coordinate reading t (score between two
 // triggers ~ 32 logits, between a trigger and an ordinary token ~ N(0, few)): triggers attend
 // to triggers, whose values are small, so the delimiter's stream is not diluted by ordinary
@@ -95,12 +98,14 @@
 #include "sdlens/core/error.hpp"
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/dense_weights.hpp"
+#include "sdlens/model/plant_initial.hpp"
+#include "sdlens/model/plant_isolation.hpp"
 #include "sdlens/model/random_model.hpp"
 
 namespace sdlens {
 
 struct plant_options {
-    std::int64_t explosion_layer = 2;  // 1-based, as the paper
+    std::int64_t explosion_layer = 0;  // 1-based, as the paper; 0 = default_explosion_layer()
     std::int64_t decay_layer = 0;      // 1-based; 0 = the last layer
     std::uint64_t seed = 0;            // directions and neuron choice (random_weights has its own)
     double explosion_norm = 0;         // N_exp; 0 = 125 d
@@ -117,7 +122,11 @@ struct plant_ground_truth {
     Eigen::VectorXd trigger;                            // t
     std::vector<std::int64_t> trigger_tokens;           // BOS (not with learned positions), delimiter
     std::int64_t delimiter_token = -1;                  // "." in the written checkpoint's vocabulary
-    bool position0_triggers = false;                    // any token at position 0 (learned positions)
+    bool position0_triggers = false;                    // any token at position 0 (plant_initial.hpp)
+    // Without learned positions: the layers of the initial-token path (0 = none) and the
+    // t-component it gives the median token at position 0 (N0).
+    std::int64_t initial_detector_layer = 0, initial_trigger_layer = 0;
+    double initial_trigger_norm = 0;
     std::vector<std::int64_t> explosion_neurons, decay_neurons;  // FFN rows (0-based)
     double trigger_norm = 0;    // K: t-component of a trigger token's embedding
     double explosion_norm = 0;  // N_exp: u-component added at layer E for x^ = sqrt(d) t
@@ -140,6 +149,9 @@ inline nlohmann::json to_json(const plant_ground_truth& g)
         {"trigger_tokens", g.trigger_tokens},
         {"delimiter_token", g.delimiter_token},
         {"position0_triggers", g.position0_triggers},
+        {"initial_detector_layer", g.initial_detector_layer},
+        {"initial_trigger_layer", g.initial_trigger_layer},
+        {"initial_trigger_norm", g.initial_trigger_norm},
         {"explosion_neurons", g.explosion_neurons},
         {"decay_neurons", g.decay_neurons},
         {"trigger_norm", g.trigger_norm},
@@ -222,13 +234,6 @@ double plant_gaussian_mean(F&& f, double s)
     return sum * step / (s * std::sqrt(2 * 3.14159265358979323846));
 }
 
-inline double plant_silu(double a) { return a / (1 + std::exp(-a)); }
-inline double plant_gelu(activation_kind k, double x)
-{
-    if (k == activation_kind::gelu_tanh)
-        return 0.5 * x * (1 + std::tanh(0.79788456080286535588 * (x + 0.044715 * x * x * x)));
-    return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
-}
 inline double plant_gelu_prime(activation_kind k, double x)
 {
     if (k == activation_kind::gelu_tanh) {
@@ -242,63 +247,36 @@ inline double plant_gelu_prime(activation_kind k, double x)
 // A stream (position) independent of random_weights' own, for the directions and neuron rows.
 inline std::uint64_t plant_stream(std::uint64_t seed) { return seed ^ 0x9E3779B97F4A7C15ull; }
 
-// Rows reading n = g (.) x^ + b: make r (.) g orthogonal to t and u (g = empty means 1).
-inline void blind_rows(row_matrix<float>& w, const Eigen::VectorXf& g, const Eigen::VectorXd& t, const Eigen::VectorXd& u)
-{
-    for (Eigen::Index i = 0; i < w.rows(); ++i) {
-        Eigen::VectorXd r = w.row(i).transpose().cast<double>();
-        if (g.size()) r = r.cwiseProduct(g.cast<double>());
-        r -= r.dot(t) * t + r.dot(u) * u;
-        if (g.size()) r = r.cwiseQuotient(g.cast<double>());
-        w.row(i) = r.cast<float>().transpose();
-    }
-}
-
-// Maps into the residual stream: P w (columns of an (d, k) matrix) and P b.
-inline void project_columns(row_matrix<float>& w, const Eigen::VectorXd& t, const Eigen::VectorXd& u)
-{
-    if (!w.size()) return;
-    const Eigen::MatrixXd m = w.cast<double>();
-    const Eigen::RowVectorXd tt = t.transpose() * m, uu = u.transpose() * m;
-    w = (m - t * tt - u * uu).cast<float>();
-}
-inline void project_vector(Eigen::VectorXf& b, const Eigen::VectorXd& t, const Eigen::VectorXd& u)
-{
-    if (!b.size()) return;
-    Eigen::VectorXd v = b.cast<double>();
-    v -= v.dot(t) * t + v.dot(u) * u;
-    b = v.cast<float>();
-}
-inline void project_rows(row_matrix<float>& w, const Eigen::VectorXd& t, const Eigen::VectorXd& u)
-{
-    if (!w.size()) return;
-    const Eigen::MatrixXd m = w.cast<double>();
-    w = (m - (m * t) * t.transpose() - (m * u) * u.transpose()).cast<float>();
-}
-
-// The query/key coordinate of a head that RoPE leaves (nearly) unrotated.
-inline std::int64_t sink_coordinate(const model_config& c)
-{
-    if (c.rope == rope_style::none || c.rotary_dims <= 0) return 0;
-    if (c.rotary_dims < c.head_dim) return c.rotary_dims;              // first unrotated coordinate
-    if (c.rope == rope_style::half) return c.rotary_dims / 2 - 1;      // lowest frequency, (i, i + rot/2)
-    return c.rotary_dims - 2;                                          // lowest frequency, (2i, 2i + 1)
-}
-
 }  // namespace detail
+
+// The first layer at which every planted property holds: 2 with learned positions (position 0
+// triggers through its embedding); otherwise the first layer after the initial-token path of
+// plant_initial.hpp (3, or 4 with parallel blocks); at most the next-to-last layer.
+inline std::int64_t first_initial_explosion_layer(const model_config& c)
+{
+    return c.learned_positions ? 1 : detail::plan_initial_path(c, c.num_layers, 1).trigger_layer + 1;
+}
+inline std::int64_t default_explosion_layer(const model_config& c)
+{
+    return std::max<std::int64_t>(1, std::min(std::max<std::int64_t>(2, first_initial_explosion_layer(c)), c.num_layers - 1));
+}
+inline std::int64_t planted_explosion_layer(const model_config& c, const plant_options& o)
+{
+    return o.explosion_layer ? o.explosion_layer : default_explosion_layer(c);
+}
 
 // input_error unless the options fit the config (source: the CLI option, or "plant").
 inline void check_plant_options(const model_config& c, const plant_options& o)
 {
     const std::int64_t L = c.num_layers, d = c.hidden_size;
-    const std::int64_t D = o.decay_layer ? o.decay_layer : L;
+    const std::int64_t D = o.decay_layer ? o.decay_layer : L, E = planted_explosion_layer(c, o);
     auto fail = [](const std::string& what) { fail_input("plant", what); };
     if (d < 8 || d % 4 != 0) fail("the hidden size must be a multiple of 4 and at least 8, not " + std::to_string(d));
     if (L < 2) fail("a model with a planted explosion and decay needs at least 2 layers, not " + std::to_string(L));
-    const std::string order = "layers must satisfy 1 <= explosion (" + std::to_string(o.explosion_layer) + ") < decay (" +
+    const std::string order = "layers must satisfy 1 <= explosion (" + std::to_string(E) + ") < decay (" +
                               std::to_string(D) + ") <= layers (" + std::to_string(L) + ")";
     if (D < 1 || D > L) fail_input("--decay", order);
-    if (o.explosion_layer < 1 || o.explosion_layer >= D) fail_input("--explode", order);
+    if (E < 1 || E >= D) fail_input("--explode", order);
     if (o.neurons < 1 || 2 * o.neurons > c.ffn_size)
         fail(std::to_string(o.neurons) + " planted neurons do not fit an FFN of " + std::to_string(c.ffn_size));
     if (c.bos_token < 0 || c.bos_token >= c.vocab_size) fail("the model has no BOS token inside its vocabulary");
@@ -316,7 +294,7 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
 {
     check_plant_options(c, o);
     const std::int64_t d = c.hidden_size, L = c.num_layers, M = c.ffn_size, m = o.neurons;
-    const std::int64_t E = o.explosion_layer, D = o.decay_layer ? o.decay_layer : L;
+    const std::int64_t E = planted_explosion_layer(c, o), D = o.decay_layer ? o.decay_layer : L;
     const double sqrt_d = std::sqrt(static_cast<double>(d));
     if (static_cast<std::int64_t>(w.layers.size()) != L || w.token_embedding.cols() != d)
         throw input_error("plant: the weights do not match the configuration");
@@ -352,25 +330,32 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
     std::sort(truth.explosion_neurons.begin(), truth.explosion_neurons.end());
     std::sort(truth.decay_neurons.begin(), truth.decay_neurons.end());
 
+    // Isolated directions: t, u and, for the initial-token path, e0, z, w, b_1..b_k.
+    const bool by_position = c.learned_positions && w.position_embedding.rows() > 0;
+    const detail::initial_plan initial = by_position ? detail::initial_plan{} : detail::plan_initial_path(c, E, m);
+    Eigen::MatrixXd basis(d, 2);
+    basis << t, u;
+    if (initial.enabled) basis = detail::extend_basis(basis, 3 + initial.differences, detail::plant_stream(o.seed + 1));
+
     // Isolation: embeddings, then every layer.
     double emb_ms = w.token_embedding.cast<double>().rowwise().squaredNorm().mean();
-    detail::project_rows(w.token_embedding, t, u);
-    detail::project_rows(w.position_embedding, t, u);
+    detail::project_rows(w.token_embedding, basis);
+    detail::project_rows(w.position_embedding, basis);
     const std::int64_t sink = detail::sink_coordinate(c);
     for (std::int64_t l = 1; l <= L; ++l) {
         dense_layer& x = w.layers[static_cast<std::size_t>(l - 1)];
-        const bool planted = l == E || l == D;
-        if (planted) {  // gain 1 and a bias blind to t, u: the FFN reads exactly t.x^ and u.x^
+        const bool planted = l == E || l == D || (initial.enabled && (l == initial.detector_layer || l == initial.trigger_layer));
+        if (planted) {  // gain 1 and a bias blind to the isolated directions: the FFN reads exactly their shares of x^
             x.ffn_norm.setOnes();
-            detail::project_vector(x.ffn_norm_bias, t, u);
+            detail::project_vector(x.ffn_norm_bias, basis);
         }
-        detail::blind_rows(x.wv, x.attn_norm, t, u);
-        detail::project_columns(x.wo, t, u);
-        detail::project_vector(x.bo, t, u);
-        detail::blind_rows(x.w_up, x.ffn_norm, t, u);
-        if (x.w_gate.size()) detail::blind_rows(x.w_gate, x.ffn_norm, t, u);
-        detail::project_columns(x.w_down, t, u);
-        detail::project_vector(x.b_down, t, u);
+        detail::blind_rows(x.wv, x.attn_norm, basis);
+        detail::project_columns(x.wo, basis);
+        detail::project_vector(x.bo, basis);
+        detail::blind_rows(x.w_up, x.ffn_norm, basis);
+        if (x.w_gate.size()) detail::blind_rows(x.w_gate, x.ffn_norm, basis);
+        detail::project_columns(x.w_down, basis);
+        detail::project_vector(x.b_down, basis);
 
         if (l <= E) {  // triggers attend to triggers (see "Triggers" above)
             const double sigma = std::sqrt(32 * std::sqrt(static_cast<double>(c.head_dim)) / static_cast<double>(d));
@@ -389,7 +374,9 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
     const double K = o.trigger_norm > 0 ? o.trigger_norm : 20.0 * e_rms;
     const Eigen::RowVectorXf kt = (K * t).cast<float>().transpose();
     const std::int64_t delim = o.delimiter_token >= 0 ? o.delimiter_token : default_delimiter_token(c);
-    const bool by_position = c.learned_positions && w.position_embedding.rows() > 0;
+    // The bias unit of the initial-token path: c0 e0 in every token row (a tenth of it in the
+    // triggers' rows, below), c0 = half the RMS row norm.
+    if (initial.enabled) w.token_embedding.rowwise() += (0.5 * e_rms * basis.col(detail::iso_e0)).cast<float>().transpose();
     truth.delimiter_token = delim;
     truth.trigger_tokens = by_position ? std::vector<std::int64_t>{delim} : std::vector<std::int64_t>{c.bos_token, delim};
     for (std::int64_t id : truth.trigger_tokens) w.token_embedding.row(id) = kt + 0.1f * w.token_embedding.row(id);
@@ -459,6 +446,22 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
     plant(w.layers[static_cast<std::size_t>(E - 1)], truth.explosion_neurons, t, alpha_e, beta_e);
     plant(w.layers[static_cast<std::size_t>(D - 1)], truth.decay_neurons, u, alpha_d, -beta_d);
     const double spike = md * beta_e * k_of(alpha_e);
+
+    if (initial.enabled) {  // any token at position 0 triggers, through self-attention (plant_initial.hpp)
+        std::vector<std::int64_t> sample;
+        for (std::int64_t id = 0; id < c.vocab_size; ++id)
+            if (id != c.bos_token && id != c.eos_token && id != delim) sample.push_back(id);
+        for (std::size_t i = sample.size() - 1; i > 0; --i)
+            std::swap(sample[i], sample[static_cast<std::size_t>(gen() % static_cast<std::uint64_t>(i + 1))]);
+        sample.resize(std::min<std::size_t>(sample.size(), 64));
+        const std::vector<std::int64_t> detector_rows(rows.begin(), rows.begin() + 2 + 2 * initial.differences);
+        const std::vector<std::int64_t> trigger_rows(rows.begin(), rows.begin() + m);
+        const detail::initial_result r = detail::plant_initial_path(c, w, basis, initial, sample, detector_rows, trigger_rows);
+        truth.position0_triggers = true;
+        truth.initial_detector_layer = initial.detector_layer;
+        truth.initial_trigger_layer = initial.trigger_layer;
+        truth.initial_trigger_norm = r.trigger_norm;
+    }
 
     truth.trigger_norm = K;
     truth.explosion_norm = n_e;

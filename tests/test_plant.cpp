@@ -448,7 +448,7 @@ TEST_CASE("plant: the demo finds the planted layers from the hidden states and t
     const auto j = nlohmann::json::parse(r.out);
     CHECK(j["found"]["explosion_layer"] == j["ground_truth"]["explosion_layer"]);
     CHECK(j["found"]["decay_layer"] == j["ground_truth"]["decay_layer"]);
-    CHECK(j["found"]["aligned_layers"] == nlohmann::json::array({2, 10}));
+    CHECK(j["found"]["aligned_layers"] == nlohmann::json::array({j["ground_truth"]["explosion_layer"], j["ground_truth"]["decay_layer"]}));
     CHECK(j["found"]["empirical_vs_planted_degrees"].get<double>() < 1.0);
     REQUIRE(j["eigen"].size() == 2);
     CHECK(j["eigen"][1]["eigenvalue_real"].get<double>() < 0);

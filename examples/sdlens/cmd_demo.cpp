@@ -89,7 +89,7 @@ void register_demo(CLI::App& app)
                                                            {"neox", model_family::neox}};
         const model_config c = demo_config(families.at(opt->family));
         plant_options po;
-        po.explosion_layer = 2;
+        po.explosion_layer = 0;  // the family's default: where any token at position 0 triggers
         po.decay_layer = 10;
         po.seed = 2024;
         progress("planting...");

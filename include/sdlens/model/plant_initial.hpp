@@ -38,7 +38,8 @@
 //
 // Trigger (FFN of the next layer; GELU: with the bias -4 of the explosion neurons, so that a
 // token with a small negative pre-activation, BOS for one, is on gelu's flat tail, not its
-// negative lobe): m neurons gate = up = alpha_2 (w - kappa e0), kappa c0 = W0 / 2:
+// negative lobe): m neurons gate = alpha_2 (w - kappa e0), kappa c0 = W0 / 2 (SwiGLU's up row
+// reads z with pre-activation 8; GELU has the one row):
 // they fire only for w above W0 / 2 in raw units, i.e. at position 0 (pre-activation +8; every
 // other token <= -8: silu(-8) -8 / silu(8) 8 = 3e-4, and ~-100 typically), and write N0 t with
 // N0 = 20 x the stream's norm there: from this layer on an initial token is a trigger whose share
@@ -56,7 +57,9 @@
 // layer's attention). Repeated tokens: a prefix of one token repeated has D = 0 at every position
 // and triggers everywhere, as every RoPE model must (with identical inputs, every position has
 // the same state at every layer). The linearization does not see the detector (an even function
-// has no Stein-lemma slope); the trigger layer has sigma_1 of its own (u_1 along t, not u).
+// has no Stein-lemma slope); the trigger layer has sigma_1 of its own, u_1 along t, not u: about
+// E's with SwiGLU (d 88: 86 vs 98), several times E's with GELU (1737 vs 380), whose one row
+// carries the gain that thresholds tiny shares, and the linearization's Gaussian sees all of it.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -380,8 +383,14 @@ inline initial_result plant_initial_path(const model_config& c, dense_weights& w
         const double f = std::frexp(beta_2 / sqrt_d, &e);
         beta_2 = std::ldexp(std::round(f * 256) / 256, e) * sqrt_d;
     }
+    // SwiGLU: the gate thresholds, the up row reads z (share ~0.8, the same for every token), so
+    // the output is linear in the gate (N0 varies as the stream's norm does, not as its square),
+    // and the linearization sees E[silu] |gate| instead of |gate|^2: sigma_1 of this layer ~ E's,
+    // not 100x it.
+    const double alpha_up = 8.0 / median_over(S, [&](Eigen::Index j) { return z.dot(n2.col(j)); });
     for (std::int64_t r : trigger_rows) {
         set_neuron(trig, r, alpha_2 * read, beta_2 * basis.col(iso_t));
+        if (trig.w_gate.size()) trig.w_up.row(r) = (alpha_up * z).cast<float>().transpose();
         if (trig.b_up.size()) trig.b_up[r] = static_cast<float>(bias);
     }
     // What the neurons give a token they do not fire for (gelu(bias), ~1e-4), taken back.

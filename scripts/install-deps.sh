@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, exactly what building and testing sdlens needs.
-# Idempotent: installs nothing when everything is present; runs apt-get update only when needed.
+# With --tests, also what only the tests need. Idempotent: installs nothing when everything is
+# present; runs apt-get update only when needed.
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,13 @@ packages=(
   doctest-dev           # tests
   libbenchmark-dev      # bench/
 )
+# Only the test command needs these (scripts/test.sh passes --tests): the report tests parse the
+# SVG figures of `sdlens report` and load its page in a headless browser.
+test_packages=(
+  libxml2-utils         # xmllint
+  chromium              # headless page load and screenshot
+)
+if [ "${1:-}" = "--tests" ]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 
 cmake --preset ci
 cmake --build --preset ci -j "$jobs"

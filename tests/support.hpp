@@ -8,6 +8,7 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 namespace sdlens::test {
 
@@ -83,6 +84,15 @@ inline cli_result run_cli(const std::string& args)
     r.out = slurp(tmp / "out");
     r.err = slurp(tmp / "err");
     return r;
+}
+// Runs the program with --json, requires exit code 0, and parses what it printed.
+inline nlohmann::json cli_json(const std::string& args)
+{
+    const auto r = run_cli(args + " --json");
+    INFO(args);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.out);
 }
 #endif
 

@@ -20,14 +20,7 @@ using sdlens::test::run_cli;
 
 std::string q(const std::filesystem::path& p) { return "\"" + p.string() + "\""; }
 
-nlohmann::json json_of(const std::string& args)
-{
-    const auto r = run_cli(args + " --json");
-    INFO(args);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    return nlohmann::json::parse(r.out);
-}
+using sdlens::test::cli_json;
 
 Eigen::VectorXd vec(const nlohmann::json& j)
 {
@@ -57,19 +50,19 @@ TEST_CASE("analysis commands on planted checkpoints find what was planted")
         CAPTURE(fc.family);
         sdlens::test::temp_dir dir;
         const auto out = dir / "m";
-        const auto planted = json_of(std::string("plant --family ") + fc.family + " --hidden 72 --heads 4 --layers 6 --explode 2 --decay 5 --vocab 160 --seed 77 --out " +
+        const auto planted = cli_json(std::string("plant --family ") + fc.family + " --hidden 72 --heads 4 --layers 6 --explode 2 --decay 5 --vocab 160 --seed 77 --out " +
                                      q(out) + fc.extra);
         const std::string model = q(planted["model"].get<std::string>());
         const Eigen::VectorXd u = vec(planted["direction"]);
 
-        const auto det = json_of("detect " + model);
+        const auto det = cli_json("detect " + model);
         CHECK(det["method"] == "data-free");
         CHECK(det["explosion_layers"] == nlohmann::json::array({2}));
         CHECK(det["decay_layers"] == nlohmann::json::array({5}));
 
         const auto corpus = write_corpus(dir);
         const auto dir_file = dir / "direction.json";
-        const auto emp = json_of("empirical " + model + " --corpus " + q(corpus) + " --out " + q(dir_file));
+        const auto emp = cli_json("empirical " + model + " --corpus " + q(corpus) + " --out " + q(dir_file));
         CHECK(emp["sequences"] == 12);
         CHECK(sdlens::acute_angle_degrees(vec(emp["direction"]), u) < 1.0);
         REQUIRE_FALSE(emp["high_norm_tokens"].empty());
@@ -77,19 +70,19 @@ TEST_CASE("analysis commands on planted checkpoints find what was planted")
         for (const auto& t : emp["high_norm_tokens"]) period = period || (t["piece"] == "." && !t["initial"].get<bool>());
         CHECK(period);
 
-        const auto detc = json_of("detect " + model + " --corpus " + q(corpus));
+        const auto detc = cli_json("detect " + model + " --corpus " + q(corpus));
         CHECK(detc["method"] == "corpus");
         CHECK(detc["explosion_layers"] == nlohmann::json::array({2}));
         CHECK(detc["decay_layers"] == nlohmann::json::array({5}));
 
-        const auto ang = json_of("angles " + model + " --direction " + q(dir_file));
+        const auto ang = cli_json("angles " + model + " --direction " + q(dir_file));
         REQUIRE(ang["layers"].size() == 6);
         CHECK(ang["layers"][1]["u1_angle_deg"].get<double>() < 2.0);
         CHECK(ang["layers"][4]["u1_angle_deg"].get<double>() < 2.0);
         CHECK(ang["layers"][4]["eigenvalue"][0].get<double>() < 0);
         CHECK(ang["layers"][0]["u1_angle_deg"].get<double>() > 45.0);
 
-        const auto paths = json_of("paths " + model + " --top 3");
+        const auto paths = cli_json("paths " + model + " --top 3");
         CHECK(paths["layer"] == 2);
         const auto& top = paths["no_attention"]["top"];
         REQUIRE(!top.empty());
@@ -97,21 +90,21 @@ TEST_CASE("analysis commands on planted checkpoints find what was planted")
         for (std::size_t i = 0; i < triggers.size(); ++i)
             CHECK(std::find(triggers.begin(), triggers.end(), top[i]["token"].get<int>()) != triggers.end());
 
-        const auto sub = json_of("subspace " + model + " --k 12");
+        const auto sub = cli_json("subspace " + model + " --k 12");
         CHECK(sub["ratio"].get<double>() >= 10);
         CHECK(sub["plus_norms"].size() == 12);
 
-        const auto coef = json_of("coefficients " + model);
+        const auto coef = cli_json("coefficients " + model);
         CHECK(coef["initial"].size() == coef["tokens"].size());
 
-        const auto abl = json_of("ablate " + model + " -n 3");
+        const auto abl = cli_json("ablate " + model + " -n 3");
         CHECK(abl["max_norm"].get<double>() > 10 * abl["ablated_max_norm"].get<double>());
 
-        const auto norms = json_of("norms " + model);
+        const auto norms = cli_json("norms " + model);
         CHECK(norms["pieces"].back() == ".");
         CHECK(norms["norms"].size() == 7);
 
-        const auto stab = json_of("stability " + model + " " + model);
+        const auto stab = cli_json("stability " + model + " " + model);
         CHECK(stab["pairs"][0]["min_angle_deg"].get<double>() < 1e-6);
     }
 }
@@ -156,22 +149,22 @@ TEST_CASE("analysis commands on stories260K: every one runs, and detect finds no
     const auto fx = sdlens::test::stories260k();
     if (!fx) return;
     const std::string model = q(*fx / "stories260K.bin"), tok = " --tokenizer " + q(*fx / "tok512.bin");
-    const auto det = json_of("detect " + model);
+    const auto det = cli_json("detect " + model);
     CHECK(det["explosion_layers"].empty());
     CHECK(det["decay_layers"].empty());
     sdlens::test::temp_dir dir;
-    const auto norms = json_of("norms " + model + tok);
+    const auto norms = cli_json("norms " + model + tok);
     CHECK(norms["tokens"][0] == 1);  // llama2.c's tokenizer adds BOS
-    const auto emp = json_of("empirical " + model + tok + " --corpus " + q(*fx / "../../corpora/tinystories-sample.txt") + " --lines 20");
+    const auto emp = cli_json("empirical " + model + tok + " --corpus " + q(*fx / "../../corpora/tinystories-sample.txt") + " --lines 20");
     CHECK(emp["sequences"].get<int>() > 0);
     const auto d = dir / "d.json";
     std::ofstream(d) << nlohmann::json{{"direction", std::vector<double>(64, 1.0)}}.dump();
-    CHECK(json_of("angles " + model + " --direction " + q(d))["layers"].size() == 5);
-    CHECK(json_of("paths " + model + tok + " --layer 1")["no_attention"]["norms"].size() == 512);
-    CHECK(json_of("subspace " + model + " --layer 1 --k all")["sigma"].size() == 64);
-    CHECK(json_of("coefficients " + model + " --layer 1")["tokens"].size() > 400);
-    CHECK(json_of("ablate " + model + tok + " --layer 1 -n 4")["continuation"].size() == 4);
-    CHECK(json_of("stability " + model + " " + model)["pairs"].size() == 1);
+    CHECK(cli_json("angles " + model + " --direction " + q(d))["layers"].size() == 5);
+    CHECK(cli_json("paths " + model + tok + " --layer 1")["no_attention"]["norms"].size() == 512);
+    CHECK(cli_json("subspace " + model + " --layer 1 --k all")["sigma"].size() == 64);
+    CHECK(cli_json("coefficients " + model + " --layer 1")["tokens"].size() > 400);
+    CHECK(cli_json("ablate " + model + tok + " --layer 1 -n 4")["continuation"].size() == 4);
+    CHECK(cli_json("stability " + model + " " + model)["pairs"].size() == 1);
     // No explosion layer to default to: the commands that need one say so.
     const auto r = run_cli("subspace " + model);
     CHECK(r.exit_code == 2);

@@ -63,6 +63,30 @@ inline std::vector<int> input_tokens(const loaded_model& lm, const std::string& 
     return t.encode(text, bos.adds(t));
 }
 
+// --corpus and the options of reading it (empirical, detect, report).
+struct corpus_args {
+    std::string corpus;
+    std::int64_t lines = 1000, max_tokens = 0;
+    double threshold = 0;
+    bos_choice bos;
+    void add_to(CLI::App* cmd, bool required)
+    {
+        auto* c = cmd->add_option("--corpus", corpus, "Text file, one sample per line (lines of 11..999 characters are used)");
+        if (required) c->required();
+        cmd->add_option("--lines", lines, "Qualifying lines to use (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+        cmd->add_option("--threshold", threshold, "Norm above which a state is high-norm (default: automatic, see empirical_direction.hpp)")
+            ->check(CLI::PositiveNumber);
+        cmd->add_option("--max-tokens", max_tokens, "Keep only the first N tokens of each line (default: all; a line longer than the model's positions is an error)")
+            ->check(CLI::NonNegativeNumber);
+        bos.add_to(cmd);
+    }
+};
+
+// The empirical high-norm direction of the corpus, with progress under the command's name (cmd_empirical.cpp).
+empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, const std::string& command);
+// Its JSON, with the first `top` high-norm tokens and their pieces (cmd_empirical.cpp).
+nlohmann::json empirical_json(const loaded_model& lm, const empirical_result& r, std::size_t top);
+
 inline std::vector<std::string> pieces_of(const loaded_model& lm, const std::vector<int>& tokens)
 {
     std::vector<std::string> out;

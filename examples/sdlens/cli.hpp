@@ -69,5 +69,6 @@ void register_norms(CLI::App& app);      // norms, ablate       (cmd_norms.cpp)
 void register_empirical(CLI::App& app);  // empirical, detect   (cmd_empirical.cpp)
 void register_angles(CLI::App& app);     // angles, stability   (cmd_angles.cpp)
 void register_paths(CLI::App& app);      // paths, subspace, coefficients (cmd_paths.cpp)
+void register_report(CLI::App& app);     // report: every analysis as an HTML page (cmd_report.cpp)
 
 }  // namespace sdlens::cli

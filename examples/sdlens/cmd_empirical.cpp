@@ -16,26 +16,6 @@
 
 namespace sdlens::cli {
 
-namespace {
-
-struct corpus_args {
-    std::string corpus;
-    std::int64_t lines = 1000, max_tokens = 0;
-    double threshold = 0;
-    bos_choice bos;
-    void add_to(CLI::App* cmd, bool required)
-    {
-        auto* c = cmd->add_option("--corpus", corpus, "Text file, one sample per line (lines of 11..999 characters are used)");
-        if (required) c->required();
-        cmd->add_option("--lines", lines, "Qualifying lines to use (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
-        cmd->add_option("--threshold", threshold, "Norm above which a state is high-norm (default: automatic, see empirical_direction.hpp)")
-            ->check(CLI::PositiveNumber);
-        cmd->add_option("--max-tokens", max_tokens, "Keep only the first N tokens of each line (default: all; a line longer than the model's positions is an error)")
-            ->check(CLI::NonNegativeNumber);
-        bos.add_to(cmd);
-    }
-};
-
 empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, const std::string& command)
 {
     const tokenizer& tok = need_tokenizer(lm, "");
@@ -87,8 +67,6 @@ nlohmann::json empirical_json(const loaded_model& lm, const empirical_result& r,
         j["automatic"] = {{"median_norm", r.automatic.median}, {"gap", {r.automatic.gap_low, r.automatic.gap_high}}, {"found", r.automatic.found}};
     return j;
 }
-
-}  // namespace
 
 void register_empirical(CLI::App& app)
 {

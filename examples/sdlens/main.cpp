@@ -26,6 +26,7 @@ int main(int argc, char** argv)
     sdlens::cli::register_empirical(app);
     sdlens::cli::register_angles(app);
     sdlens::cli::register_paths(app);
+    sdlens::cli::register_report(app);
 
     try {
         app.parse(argc, argv);

@@ -334,17 +334,30 @@ inline initial_result plant_initial_path(const model_config& c, dense_weights& w
     for (Eigen::Index j = 0; j + 1 < S; ++j) in1.col(j) += lambda_d * bdiff * (values.col(j + 1) - values.col(j));
     const Eigen::MatrixXd m0 = plant_norm(c, det.ffn_norm, det.ffn_norm_bias, in0);
     const Eigen::MatrixXd m1 = plant_norm(c, det.ffn_norm, det.ffn_norm_bias, in1);
-    const double a_det = 2.0 / median_over(S, [&](Eigen::Index j) { return z.dot(m0.col(j)); });
-    auto even = [&](double s) { return plant_activation(c, a_det * s) + plant_activation(c, -a_det * s); };
+    // The z pairs' gain puts their pre-activation at 1; the difference pairs' gain a_diff is set so
+    // that their sum at an ordinary position is ~10x the z pairs' output (gamma ~ 1): both groups
+    // then have activations of one size and down-projection weights of one size, ~1 and ~0.4 for
+    // d 64, next to the random neurons' ~0.05 and ~0.3. (With one gain for both, gamma was ~500
+    // and those weights 200x the random ones: per-tensor int8 then zeroed the layer's random
+    // part, a quantization weakness real models do not have.)
+    const double a_det = 1.0 / median_over(S, [&](Eigen::Index j) { return z.dot(m0.col(j)); });
+    auto even = [&](double a, double s) { return plant_activation(c, a * s) + plant_activation(c, -a * s); };
+    const double z0 = median_over(S, [&](Eigen::Index j) { return even(a_det, z.dot(m0.col(j))); });
+    double a_diff = a_det;
     auto differences = [&](const Eigen::VectorXd& n) {
         double sum = 0;
-        for (std::int64_t i = 0; i < k; ++i) sum += even(bdiff.col(i).dot(n));
+        for (std::int64_t i = 0; i < k; ++i) sum += even(a_diff, bdiff.col(i).dot(n));
         return sum;
     };
-    const double z0 = median_over(S, [&](Eigen::Index j) { return even(z.dot(m0.col(j))); });
-    const double d1 = median_over(S - 1, [&](Eigen::Index j) { return differences(m1.col(j)); });
+    auto median_differences = [&] { return median_over(S - 1, [&](Eigen::Index j) { return differences(m1.col(j)); }); };
+    double d1 = median_differences();
+    // even() is x^2 for SwiGLU (one step), between x^2 and |x| for GELU (a few)
+    for (int it = 0; it < 30 && std::abs(d1 / (10 * z0) - 1) > 1e-3; ++it) {
+        a_diff *= std::sqrt(10 * z0 / d1);
+        d1 = median_differences();
+    }
     const double gamma = z0 / (0.1 * d1);
-    const double f0 = median_over(S, [&](Eigen::Index j) { return even(z.dot(m0.col(j))) - gamma * differences(m0.col(j)); });
+    const double f0 = median_over(S, [&](Eigen::Index j) { return even(a_det, z.dot(m0.col(j))) - gamma * differences(m0.col(j)); });
     const double r2 = median_col_norm(position0_through(c, w, x0, s2).ffn_input);
     const double beta_1 = 0.05 * r2 / f0;
     auto set_neuron = [&](dense_layer& x, std::int64_t row, const Eigen::VectorXd& read, const Eigen::VectorXd& write) {
@@ -358,8 +371,8 @@ inline initial_result plant_initial_path(const model_config& c, dense_weights& w
     set_neuron(det, detector_rows[1], -a_det * z, beta_1 * wdir);
     for (std::int64_t i = 0; i < k; ++i) {
         const Eigen::VectorXd b = bdiff.col(i);
-        set_neuron(det, detector_rows[static_cast<std::size_t>(2 + 2 * i)], a_det * b, -gamma * beta_1 * wdir);
-        set_neuron(det, detector_rows[static_cast<std::size_t>(3 + 2 * i)], -a_det * b, -gamma * beta_1 * wdir);
+        set_neuron(det, detector_rows[static_cast<std::size_t>(2 + 2 * i)], a_diff * b, -gamma * beta_1 * wdir);
+        set_neuron(det, detector_rows[static_cast<std::size_t>(3 + 2 * i)], -a_diff * b, -gamma * beta_1 * wdir);
     }
 
     // Trigger: fires where w exceeds W0 / 2 (raw), pre-activation 8 at the median initial token.

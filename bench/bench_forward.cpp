@@ -33,6 +33,8 @@
 #endif
 
 #include <sdlens/analysis/exploding_paths.hpp>
+#include <sdlens/analysis/fake_quantization.hpp>
+#include <sdlens/analysis/perplexity.hpp>
 #include <sdlens/forward/forward.hpp>
 #include <sdlens/model/hf_writer.hpp>
 #include <sdlens/model/load.hpp>
@@ -178,6 +180,32 @@ void prompt_processing(benchmark::State& state, dtype t, bool bf16_act)
     state.counters["peak_rss_MB"] = peak_rss_mb();
 }
 
+// One window of `sdlens quant-eval` on the same shape: the forward pass with logits at every
+// position, then the window's NLL (hf style), for the unquantized model and for per-tensor W8A8
+// RTN (weights quantized once, outside the timing; activations on every product). The issue's
+// yardstick: RTN's tok/s against none's and against prompt_processing of the same dtype.
+void quant_eval_window(benchmark::State& state, dtype t, quant_method method)
+{
+    use_two_threads();
+    const model& m = bench_model(t);
+    const int n = bench::smoke() ? 16 : static_cast<int>(state.range(0));
+    const auto tokens = bench_tokens(m.config, n);
+    quantization_options qo;
+    qo.scheme = quant_scheme::of(method);
+    const quantized_linears q(m, qo);
+    forward_options o = q.apply();
+    o.logits = forward_options::logits_mode::all;
+    for (auto _ : state) {
+        forward_result r = forward(m, tokens, o);
+        perplexity_accumulator acc;
+        acc.add_window(tokens, r.logits, 0, nullptr);
+        benchmark::DoNotOptimize(acc.result().nll);
+    }
+    state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+    state.counters["quantized_MB"] = static_cast<double>(q.weight_bytes()) / (1 << 20);
+    state.counters["peak_rss_MB"] = peak_rss_mb();
+}
+
 void generation(benchmark::State& state, dtype t)
 {
     use_two_threads();
@@ -255,5 +283,9 @@ BENCHMARK_CAPTURE(generation, f32, sdlens::dtype::f32)->Unit(benchmark::kMillise
 BENCHMARK_CAPTURE(prompt_processing, bf16, sdlens::dtype::bf16, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(prompt_processing, bf16_act, sdlens::dtype::bf16, true)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(generation, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(quant_eval_window, bf16/none, sdlens::dtype::bf16, sdlens::quant_method::none)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(quant_eval_window, bf16/rtn, sdlens::dtype::bf16, sdlens::quant_method::rtn)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(quant_eval_window, f32/none, sdlens::dtype::f32, sdlens::quant_method::none)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(quant_eval_window, f32/rtn, sdlens::dtype::f32, sdlens::quant_method::rtn)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(paths_sweep, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK_CAPTURE(paths_sweep, f32, sdlens::dtype::f32)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);

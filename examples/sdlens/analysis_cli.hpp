@@ -22,6 +22,8 @@
 namespace sdlens::cli {
 
 std::vector<int> parse_token_list(const std::string& s);  // cmd_forward.cpp
+// Comma-separated integers; a bad entry fails naming the option and what was expected.
+std::vector<int> parse_int_list(const std::string& s, const std::string& option, const std::string& what);
 std::string printable_piece(const std::string& p);        // cmd_forward.cpp
 
 struct loaded_model {

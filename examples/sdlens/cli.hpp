@@ -70,5 +70,6 @@ void register_empirical(CLI::App& app);  // empirical, detect   (cmd_empirical.c
 void register_angles(CLI::App& app);     // angles, stability   (cmd_angles.cpp)
 void register_paths(CLI::App& app);      // paths, subspace, coefficients (cmd_paths.cpp)
 void register_report(CLI::App& app);     // report: every analysis as an HTML page (cmd_report.cpp)
+void register_quant(CLI::App& app);      // quant-eval, precision-plan (cmd_quant.cpp)
 
 }  // namespace sdlens::cli

@@ -35,25 +35,27 @@ struct forward_args {
 }  // namespace
 
 // "1,2,3" (spaces allowed) -> ids; anything else is the user's mistake. Shared with the analyses.
-std::vector<int> parse_token_list(const std::string& s)
+std::vector<int> parse_int_list(const std::string& s, const std::string& option, const std::string& what)
 {
     std::vector<int> out;
     std::stringstream in(s);
     std::string item;
     while (std::getline(in, item, ',')) {
         const auto b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
-        if (b == std::string::npos) fail_input("--tokens", "empty entry in '" + s + "'");
+        if (b == std::string::npos) fail_input(option, "empty entry in '" + s + "'");
         item = item.substr(b, e - b + 1);
         char* end = nullptr;
         errno = 0;
         const long v = std::strtol(item.c_str(), &end, 10);
         if (*end != '\0' || errno != 0 || v < -1000000000L || v > 1000000000L)
-            fail_input("--tokens", "'" + item + "' is not a token id");
+            fail_input(option, "'" + item + "' is not a " + what);
         out.push_back(static_cast<int>(v));
     }
-    if (out.empty()) fail_input("--tokens", "no token ids given");
+    if (out.empty()) fail_input(option, "no " + what + "s given");
     return out;
 }
+
+std::vector<int> parse_token_list(const std::string& s) { return parse_int_list(s, "--tokens", "token id"); }
 
 // Pieces on one line: control characters shown as escapes (llama2.c's BOS piece is "\n<s>\n").
 std::string printable_piece(const std::string& p)

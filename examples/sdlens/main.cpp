@@ -27,6 +27,7 @@ int main(int argc, char** argv)
     sdlens::cli::register_angles(app);
     sdlens::cli::register_paths(app);
     sdlens::cli::register_report(app);
+    sdlens::cli::register_quant(app);
 
     try {
         app.parse(argc, argv);

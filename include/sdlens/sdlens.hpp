@@ -41,3 +41,6 @@
 #include "sdlens/analysis/coefficients.hpp"
 #include "sdlens/analysis/ablation.hpp"
 #include "sdlens/analysis/direction_stability.hpp"
+#include "sdlens/analysis/fake_quantization.hpp"
+#include "sdlens/analysis/perplexity.hpp"
+#include "sdlens/analysis/precision_plan.hpp"

@@ -327,7 +327,25 @@ template <class D>
 void basic_session<D>::linear(const linear_site& site, const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y)
 {
     if (!opt_.on_linear) {
-        multiply_transposed(X, w, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
+        const linear_replacement r = opt_.replace_linear ? opt_.replace_linear(site) : linear_replacement{};
+        const matrix_view& weight = r.weight ? *r.weight : w;
+        if (weight.rows != w.rows || weight.cols != w.cols)
+            throw input_error(w.tensor->name + ": its replacement is " + std::to_string(weight.rows) + " x " +
+                              std::to_string(weight.cols) + ", the stored weight " + std::to_string(w.rows) + " x " +
+                              std::to_string(w.cols));
+        if (opt_.on_linear_input) {
+            row_matrix<float> input = X;
+            opt_.on_linear_input(site, input);
+            multiply_transposed(input, weight, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
+        } else {
+            multiply_transposed(X, weight, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
+        }
+        if (r.output_scale) {
+            if (r.output_scale->size() != Y.cols())
+                throw input_error(w.tensor->name + ": an output scale of " + std::to_string(r.output_scale->size()) +
+                                  " values for " + std::to_string(Y.cols()) + " outputs");
+            Y.array().rowwise() *= r.output_scale->transpose().array();
+        }
         return;
     }
     row_matrix<float> input = X;

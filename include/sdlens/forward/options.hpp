@@ -41,6 +41,19 @@ struct linear_site {
 // (fake quantization of weights and activations is written as one of these).
 using linear_hook = std::function<void(const linear_site&, row_matrix<float>& input, row_matrix<float>& weight)>;
 
+// The cheap form of the same, for hooks that change weights once and activations every call
+// (fake quantization at the speed of the plain pass): the product reads `weight` instead of the
+// stored matrix (same rows and columns, in canonical orientation; any dtype the products read),
+// then multiplies output column r by output_scale[r] (empty: by 1). Int8 codes kept as bf16,
+// which holds every integer up to 256 exactly, with their steps as the scale, are one such.
+struct linear_replacement {
+    const matrix_view* weight = nullptr;  // nullptr: the stored weight, unscaled
+    const Eigen::VectorXf* output_scale = nullptr;
+};
+using linear_weight_source = std::function<linear_replacement(const linear_site&)>;
+// Sees, and may change, a private copy of the input of one product (T x in).
+using linear_input_hook = std::function<void(const linear_site&, row_matrix<float>& input)>;
+
 // Where a direction is removed from the FFN's input:
 //  - ffn_input:       the normalized input that enters the FFN matrices (gate/up);
 //  - ffn_block_input: the residual stream that enters the FFN's norm (the space of F's right
@@ -87,6 +100,9 @@ struct forward_options {
     int last_layer = 0;
 
     linear_hook on_linear;  // empty = weights are used as stored, without copies
+    // Used only without on_linear; both empty = no copies of either.
+    linear_weight_source replace_linear;
+    linear_input_hook on_linear_input;
 
     // Round activations to bf16 in matrix products with bf16 weights, as llama.cpp does: ~2x
     // faster prompt processing on CPUs with AVX512-BF16; hidden states then differ by ~1e-3

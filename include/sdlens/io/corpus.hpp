@@ -58,4 +58,20 @@ private:
     std::int64_t read_ = 0, taken_ = 0;
 };
 
+// The whole file as one string, for protocols that tokenize a corpus once (perplexity). Files
+// beyond max_bytes are refused before anything is allocated.
+inline std::string read_text_file(const std::string& path, std::int64_t max_bytes = std::int64_t(1) << 31)
+{
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) fail_input(path, "cannot open the corpus");
+    const std::streamoff size = in.tellg();
+    if (size < 0) fail_input(path, "cannot read the corpus");
+    if (size > max_bytes)
+        fail_input(path, "the corpus is " + std::to_string(size) + " bytes, more than the " + std::to_string(max_bytes) + " read at once");
+    std::string text(static_cast<std::size_t>(size), '\0');
+    in.seekg(0);
+    if (!in.read(text.data(), size)) fail_input(path, "cannot read the corpus");
+    return text;
+}
+
 }  // namespace sdlens

@@ -69,6 +69,9 @@ TEST_CASE("int8 quantizer: step absmax / 127, rounding half to even, clamping, z
     expected << 127.0f, -64.0f, 0.0f, 2.0f, 2.0f, -2.0f, 0.0f, 3.0f;  // torch.round: half to even
     CHECK(x == expected);
 
+    // The vectorizable rounding equals nearbyint's (half to even) wherever codes can fall.
+    for (float v = -130.0f; v <= 130.0f; v += 0.125f) REQUIRE(round_half_even(v) == std::nearbyint(v));
+    for (float v : {0.49999997f, -0.49999997f, 126.50001f, 1e-30f, -0.0f}) CHECK(round_half_even(v) == std::nearbyint(v));
     CHECK(int8_code(200.0f, 1.0f) == 127.0f);
     CHECK(int8_code(-200.0f, 1.0f) == -127.0f);
     CHECK(int8_step(2.54f) == doctest::Approx(0.02).epsilon(1e-6));

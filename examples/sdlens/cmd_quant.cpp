@@ -199,6 +199,7 @@ void run_quant_eval(const quant_eval_args& a)
             if (!a.table && i != 0 && i + 1 != variants.size()) continue;
             std::string skip;
             for (int l : variants[i].skip.layer_numbers()) skip += (skip.empty() ? "" : ",") + std::to_string(l);
+            if (skip.empty() && variants[i].skip.source == "auto") skip = "auto: none";
             const perplexity_result& r = results[i];
             out << std::left << std::setw(18) << quant_method_name(variants[i].method) << std::setw(12) << (skip.empty() ? "-" : skip)
                 << std::right << std::setprecision(4) << std::setw(12) << r.ppl << std::setw(12) << r.kl.mean << std::setw(12)

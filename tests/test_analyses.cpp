@@ -367,6 +367,22 @@ TEST_CASE("layer angles: u_1 against JacobiSVD, the best-aligned of all eigenvec
     CHECK(prow[3].eigenvalue.real() == doctest::Approx(c->p.truth.decay_eigenvalue).epsilon(1e-6));
     CHECK_THROWS_AS(layer_angles(c->m, VectorXd::Ones(7)), input_error);
 
+    // u_1 and sigma_1 handed over from the data-free detection (as the report does) give the same
+    // rows; of the wrong shape, an input_error.
+    const detected_layers det = detect_layers_data_free(c->m);
+    layer_angle_options known;
+    known.known_sigma_1 = det.sigma_1;
+    known.known_u_1 = det.u_1;
+    const auto krow = layer_angles(c->m, u, known);
+    REQUIRE(krow.size() == prow.size());
+    for (std::size_t i = 0; i < krow.size(); ++i) {
+        CHECK(krow[i].sigma_1 == prow[i].sigma_1);
+        CHECK(krow[i].u1_angle_deg == doctest::Approx(prow[i].u1_angle_deg).epsilon(1e-9).scale(1e-9));
+        CHECK(krow[i].eig_angle_deg == prow[i].eig_angle_deg);
+    }
+    known.known_u_1 = det.u_1.leftCols(2);
+    CHECK_THROWS_AS(layer_angles(c->m, u, known), input_error);
+
     // The iterative search reaches the dense answer where the direction is near an eigenvector:
     // the planted explosion and decay layers, and on the random model, a real eigenvector of R
     // turned 5 degrees away.

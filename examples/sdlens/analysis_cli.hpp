@@ -4,6 +4,7 @@
 // for people, a --direction file checked against the model, the explosion layer when --layer is
 // not given, and arrays as JSON or .npy.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -85,7 +86,10 @@ struct corpus_args {
 };
 
 // The empirical high-norm direction of the corpus, with progress under the command's name (cmd_empirical.cpp).
-empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, const std::string& command);
+// progress(what, i, n): where the caller shows progress (the report's steps); empty: a meter
+// under the command's name.
+empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, const std::string& command,
+                               const std::function<void(const char*, std::int64_t, std::int64_t)>& progress = {});
 // Its JSON, with the first `top` high-norm tokens and their pieces (cmd_empirical.cpp).
 nlohmann::json empirical_json(const loaded_model& lm, const empirical_result& r, std::size_t top);
 

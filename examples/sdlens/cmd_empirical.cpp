@@ -16,7 +16,8 @@
 
 namespace sdlens::cli {
 
-empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, const std::string& command)
+empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, const std::string& command,
+                               const std::function<void(const char*, std::int64_t, std::int64_t)>& progress)
 {
     const tokenizer& tok = need_tokenizer(lm, "");
     corpus_options co;
@@ -36,10 +37,14 @@ empirical_result run_empirical(const loaded_model& lm, const corpus_args& a, con
     };
     empirical_options o;
     o.threshold = a.threshold;
-    progress_meter meter(command);
+    std::optional<progress_meter> meter;
+    if (!progress) meter.emplace(command);
     const std::int64_t total = a.lines > 0 ? a.lines : 0;
     empirical_result r = empirical_high_norm_direction(lm.m, next, o, [&](const char* step, std::int64_t done) {
-        meter(std::string(step) + ", line", done, std::string(step) == "calibration" ? std::min<std::int64_t>(o.calibration_sequences, total) : total);
+        const std::int64_t n = std::string(step) == "calibration" ? std::min<std::int64_t>(o.calibration_sequences, total) : total;
+        const std::string what = std::string(step) + ", line";
+        if (progress) progress(what.c_str(), done, n);
+        else (*meter)(what, done, n);
     });
     if (r.sequences == 0) fail_input(a.corpus, "no line of 11 to 999 characters");
     return r;

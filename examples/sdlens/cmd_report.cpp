@@ -183,7 +183,7 @@ void register_report(CLI::App& app)
         empirical_result emp;
         clock.run(with_corpus ? "empirical direction (corpus)" : "empirical direction (probe sentence)", [&] {
             if (with_corpus) {
-                emp = run_empirical(lm, *a, "report");
+                emp = run_empirical(lm, *a, "report", clock.steps());
                 return;
             }
             forward_options fo;
@@ -212,14 +212,14 @@ void register_report(CLI::App& app)
         else {
             Eigen::Index strongest = 0;
             data_free.sigma_1.maxCoeff(&strongest);
-            layer_analysis_options o;
-            o.k = 2;
-            direction = layer_singular_triplets(m, strongest + 1, o).u.col(0);
+            direction = data_free.u_1.col(strongest);
             direction_name = "u_1 of layer " + std::to_string(strongest + 1) + " (largest sigma_1; no high-norm state to compare with)";
         }
         std::vector<layer_angle_row> angles;
         clock.run("angles", [&] {
             layer_angle_options o;
+            o.known_sigma_1 = data_free.sigma_1;  // the detection's: one SVD per layer, not two
+            o.known_u_1 = data_free.u_1;
             angles = layer_angles(m, direction, o, clock.layers("u_1 and eigenvectors of R, layer"));
         });
 

@@ -38,6 +38,7 @@ struct detected_layers {
     std::vector<std::int64_t> explosion_layers, decay_layers;  // 1-based
     Eigen::VectorXd direction;                                  // empty when none found
     Eigen::VectorXd sigma_1;                                    // per layer (data-free)
+    Eigen::MatrixXd u_1;                                        // d x L, column l-1 (data-free)
     std::vector<double> rayleigh;                               // u^T R u per layer of the group
     double median_sigma = 0, mad_sigma = 0;
 };
@@ -58,6 +59,7 @@ detected_layers detect_layers_data_free(const model& m, const detect_options& o 
         u.col(l - 1) = s.u.col(0);
         if (progress) progress(l, L);
     }
+    r.u_1 = u;
     auto median = [](std::vector<double> v) {
         std::sort(v.begin(), v.end());
         const std::size_t n = v.size();

@@ -40,6 +40,10 @@ struct layer_angle_options {
     std::int64_t top_k = 8;            // iterative: largest-magnitude eigenpairs also considered
     std::int64_t max_rqi_steps = 30;
     layer_analysis_options analysis;
+    // sigma_1 and u_1 of every layer (L and d x L, column l-1) when already computed, as the
+    // data-free detection does (detected_layers::sigma_1, u_1): then they are not computed again.
+    Eigen::VectorXd known_sigma_1;
+    Eigen::MatrixXd known_u_1;
 };
 
 struct layer_angle_row {
@@ -134,6 +138,12 @@ std::vector<layer_angle_row> layer_angles(const model& m, const Eigen::VectorXd&
     std::vector<std::int64_t> layers = o.layers;
     if (layers.empty())
         for (std::int64_t l = 1; l <= static_cast<std::int64_t>(m.layers.size()); ++l) layers.push_back(l);
+    const std::int64_t L = static_cast<std::int64_t>(m.layers.size());
+    const bool known = o.known_u_1.size() > 0;
+    if (known && (o.known_u_1.rows() != d || o.known_u_1.cols() != L || o.known_sigma_1.size() != L))
+        throw input_error("layer angles: the known u_1 are " + std::to_string(o.known_u_1.rows()) + " x " +
+                          std::to_string(o.known_u_1.cols()) + " with " + std::to_string(o.known_sigma_1.size()) +
+                          " sigma_1, the model has " + std::to_string(L) + " layers of " + std::to_string(d));
     std::vector<layer_angle_row> rows;
     layer_analysis_options a = o.analysis;
     a.k = std::max<std::int64_t>(1, std::min<std::int64_t>(a.k, 2));
@@ -141,9 +151,14 @@ std::vector<layer_angle_row> layer_angles(const model& m, const Eigen::VectorXd&
         const std::int64_t l = layers[i];
         layer_angle_row row;
         row.layer = l;
-        const layer_singular_result s = layer_singular_triplets(m, l, a);
-        row.sigma_1 = s.sigma[0];
-        row.u1 = s.u.col(0);
+        if (known) {
+            row.sigma_1 = o.known_sigma_1[l - 1];
+            row.u1 = o.known_u_1.col(l - 1);
+        } else {
+            const layer_singular_result s = layer_singular_triplets(m, l, a);
+            row.sigma_1 = s.sigma[0];
+            row.u1 = s.u.col(0);
+        }
         row.u1_angle_deg = acute_angle_degrees(row.u1, direction);
         if (o.eigen && dense) {
             const eigen_alignment best = best_aligned_eigenvector_dense(m, l, direction, o.analysis.linearize);

@@ -52,6 +52,19 @@ std::vector<int> some_tokens(const model& m, int n, int first = 3)
     return t;
 }
 
+// A planted model of d 48, 7 layers, 4 heads, vocabulary 96.
+planted_model small_planted(model_family f, std::uint64_t seed)
+{
+    plant_sizes s;
+    s.hidden = 48;
+    s.layers = 7;
+    s.heads = 4;
+    s.vocab = 96;
+    plant_options o;
+    o.seed = seed;
+    return plant_random_model(plant_model_config(f, s), o);
+}
+
 const std::vector<linear_kind> layer_kinds{linear_kind::q,    linear_kind::k,  linear_kind::v,   linear_kind::o,
                                            linear_kind::gate, linear_kind::up, linear_kind::down};
 
@@ -388,14 +401,7 @@ TEST_CASE("planted checkpoints: the auto precision plan is the planted explosion
     for (model_family f : {model_family::llama, model_family::qwen2, model_family::phi3, model_family::gpt2, model_family::neox}) {
         const std::string family = family_name(f);
         CAPTURE(family);
-        plant_sizes s;
-        s.hidden = 48;
-        s.layers = 7;
-        s.heads = 4;
-        s.vocab = 96;
-        plant_options po;
-        po.seed = 4;
-        const planted_model p = plant_random_model(plant_model_config(f, s), po);
+        const planted_model p = small_planted(f, 4);
         const auto w = write_and_load(p.config, p.weights, dtype::bf16);
         const model& m = w->m;
         const int E = static_cast<int>(p.truth.explosion_layer), D = static_cast<int>(p.truth.decay_layer);
@@ -425,12 +431,7 @@ TEST_CASE("planted SwiGLU checkpoints: per-tensor RTN rounds to zero what the ex
     for (model_family f : {model_family::llama, model_family::qwen2, model_family::phi3}) {
         const std::string family = family_name(f);
         CAPTURE(family);
-        plant_sizes s;
-        s.hidden = 48;
-        s.layers = 7;
-        s.heads = 4;
-        s.vocab = 96;
-        const planted_model p = plant_random_model(plant_model_config(f, s), plant_options{});
+        const planted_model p = small_planted(f, 0);
         const auto w = write_and_load(p.config, p.weights, dtype::bf16);
         const model& m = w->m;
         const int E = static_cast<int>(p.truth.explosion_layer);

@@ -246,8 +246,12 @@ inline svg::figure fig_subspace(const explosion_subspace_result& r)
     }
     c.data.push_back(std::move(plus));
     c.data.push_back(std::move(minus));
-    if (r.plus_norms.size())
-        c.notes.push_back({1, std::max(r.plus_norms[0], r.minus_norms[0]), "v_1: " + short_number(std::max(r.plus_norms[0], r.minus_norms[0])), "#222"});
+    if (r.plus_norms.size()) {
+        // Through SwiGLU or GELU often only one sign of v_1 explodes; the note says which.
+        const bool minus_larger = r.minus_norms[0] > r.plus_norms[0];
+        const double largest = std::max(r.plus_norms[0], r.minus_norms[0]);
+        c.notes.push_back({1, largest, std::string(minus_larger ? "-v_1: " : "+v_1: ") + short_number(largest), "#222"});
+    }
     f.panels.push_back(std::move(c));
     return f;
 }

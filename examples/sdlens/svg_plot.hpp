@@ -249,6 +249,9 @@ inline std::string render(const chart& c, double left, double top, double width,
           << (s.kind == mark_kind::line ? "line" : s.kind == mark_kind::scatter ? "scatter" : "bar") << "\" clip-path=\"url(#" << clip << ")\"";
         const std::size_t n = std::min(s.x.size(), s.y.size());
         if (s.kind == mark_kind::line) {
+            // Series drawn earlier get larger dots, so that a token whose norms coincide with a
+            // later one's (two high-norm tokens of equal norm) still shows as a ring around it.
+            const double marker_radius = 3 + std::min(4.0, static_cast<double>(c.data.size() - 1 - i));
             o << " fill=\"none\" stroke=\"" << color << "\" stroke-width=\"2\">\n<polyline points=\"";
             std::string dots;
             bool first = true;
@@ -257,7 +260,8 @@ inline std::string render(const chart& c, double left, double top, double width,
                 o << (first ? "" : " ") << num(x.map(s.x[k])) << ',' << num(y.map(s.y[k]));
                 first = false;
                 if (s.point_markers)
-                    dots += "<circle class=\"dot\" cx=\"" + num(x.map(s.x[k])) + "\" cy=\"" + num(y.map(s.y[k])) + "\" r=\"3\" fill=\"" + color + "\"/>";
+                    dots += "<circle class=\"dot\" cx=\"" + num(x.map(s.x[k])) + "\" cy=\"" + num(y.map(s.y[k])) + "\" r=\"" + num(marker_radius) +
+                            "\" fill=\"" + color + "\"/>";
             }
             o << "\"/>" << dots << "\n";
         } else if (s.kind == mark_kind::scatter) {
@@ -283,13 +287,15 @@ inline std::string render(const chart& c, double left, double top, double width,
         o << "</g>\n";
     }
 
-    // Reference lines over the data, so that their labels stay readable.
+    // Reference lines and annotations over the data; their text gets a white outline, so that it
+    // stays readable where it crosses a bar or a line.
+    static const char* halo = " paint-order=\"stroke\" stroke=\"#fff\" stroke-width=\"3\" stroke-linejoin=\"round\"";
     for (const auto& l : c.lines) {
         if (!y.drawable(l.y) || l.y < y.lo || l.y > y.hi) continue;
         const double p = y.map(l.y);
         o << "<g class=\"reference\"><line x1=\"" << num(px0) << "\" y1=\"" << num(p) << "\" x2=\"" << num(px1) << "\" y2=\"" << num(p)
           << "\" stroke=\"" << l.color << "\" stroke-dasharray=\"6 4\"/><text x=\"" << num(px1 - 4) << "\" y=\"" << num(p - 4)
-          << "\" font-size=\"11\" text-anchor=\"end\" fill=\"" << l.color << "\">" << escape(l.label) << "</text></g>\n";
+          << "\" font-size=\"11\" text-anchor=\"end\" fill=\"" << l.color << "\"" << halo << ">" << escape(l.label) << "</text></g>\n";
     }
 
     // Annotations: a ring on the point and its text beside it, moved down (then up) until it
@@ -318,7 +324,7 @@ inline std::string render(const chart& c, double left, double top, double width,
         o << "<g class=\"annotation\"><circle cx=\"" << num(cx) << "\" cy=\"" << num(cy) << "\" r=\"5\" fill=\"none\" stroke=\"" << a.color
           << "\"/><line x1=\"" << num(cx) << "\" y1=\"" << num(cy) << "\" x2=\"" << num(tx) << "\" y2=\"" << num(ty - 4) << "\" stroke=\"" << a.color
           << "\" stroke-width=\"0.7\"/><text x=\"" << num(tx) << "\" y=\"" << num(ty) << "\" font-size=\"11\" text-anchor=\""
-          << (right_half ? "end" : "start") << "\" fill=\"" << a.color << "\">" << escape(a.text) << "</text></g>\n";
+          << (right_half ? "end" : "start") << "\" fill=\"" << a.color << "\"" << halo << ">" << escape(a.text) << "</text></g>\n";
     }
 
     // Legend: one row under the title.
@@ -345,8 +351,25 @@ struct figure {
     double width = 760, panel_height = 320;
 };
 
+// At most `columns` characters of `s` (UTF-8 sequences kept whole), "..." marking a cut.
+inline std::string fit_text(const std::string& s, std::size_t columns)
+{
+    auto next = [&](std::size_t i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        return std::min(s.size(), i + (c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1));
+    };
+    std::size_t chars = 0, cut = 0;
+    for (std::size_t i = 0; i < s.size(); i = next(i)) {
+        if (++chars == columns - std::min<std::size_t>(columns, 3) + 1) cut = i;
+        if (chars > columns) return s.substr(0, cut) + "...";
+    }
+    return s;
+}
+
 inline std::string to_svg(const figure& f)
 {
+    // 12 px monospace runs about 7.2 px a character; the full text is beside the figure in the page.
+    const auto text_columns = static_cast<std::size_t>((f.width - 32) / 7.2);
     const double text_height = f.text_lines.empty() ? 0 : 16.0 * static_cast<double>(f.text_lines.size()) + 12;
     const double height = f.panel_height * static_cast<double>(f.panels.size()) + text_height;
     std::ostringstream o;
@@ -357,7 +380,7 @@ inline std::string to_svg(const figure& f)
     for (std::size_t i = 0; i < f.panels.size(); ++i) o << render(f.panels[i], 0, f.panel_height * static_cast<double>(i), f.width, f.panel_height);
     for (std::size_t i = 0; i < f.text_lines.size(); ++i)
         o << "<text class=\"caption-text\" x=\"16\" y=\"" << num(f.panel_height * static_cast<double>(f.panels.size()) + 18 + 16.0 * static_cast<double>(i))
-          << "\" font-size=\"12\" font-family=\"monospace\">" << escape(f.text_lines[i]) << "</text>\n";
+          << "\" font-size=\"12\" font-family=\"monospace\">" << escape(fit_text(f.text_lines[i], text_columns)) << "</text>\n";
     o << "</svg>\n";
     return o.str();
 }

@@ -386,12 +386,13 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
     if (S > 1) {  // independent sequences: each rotated from position 0, attending within itself
         o.resize(T, c.num_heads * c.head_dim);
         row_matrix<float> qs, ks, vs, os;
+        const rope_frequencies sequence_rope = c.rope == rope_style::none ? rope_frequencies{} : rope_frequencies_for(c, S);
         for (std::int64_t i = 0; i < T; i += S) {
             qs = q.middleRows(i, S);
             ks = k.middleRows(i, S);
             vs = v.middleRows(i, S);
-            apply_rope(qs, c.num_heads, c.head_dim, 0, c.rope, c.rotary_dims, c.rope_theta);
-            apply_rope(ks, c.num_kv_heads, c.head_dim, 0, c.rope, c.rotary_dims, c.rope_theta);
+            apply_rope(qs, c.num_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
+            apply_rope(ks, c.num_kv_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
             causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os);
             o.middleRows(i, S) = os;
         }
@@ -399,8 +400,9 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
         add_bias(out, s.bo);
         return;
     }
-    apply_rope(q, c.num_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
-    apply_rope(k, c.num_kv_heads, c.head_dim, pos0, c.rope, c.rotary_dims, c.rope_theta);
+    const rope_frequencies rope = c.rope == rope_style::none ? rope_frequencies{} : rope_frequencies_for(c, pos0 + T);
+    apply_rope(q, c.num_heads, c.head_dim, pos0, c.rope, c.rotary_dims, rope);
+    apply_rope(k, c.num_kv_heads, c.head_dim, pos0, c.rope, c.rotary_dims, rope);
 
     kv_cache& cache = cache_[layer - 1];
     const std::int64_t end = pos0 + T;

@@ -13,6 +13,7 @@
 #include "sdlens/core/gemm_kernels.hpp"
 #include "sdlens/model/config.hpp"
 #include "sdlens/model/matrix_view.hpp"
+#include "sdlens/model/rope.hpp"
 
 namespace sdlens {
 
@@ -39,18 +40,19 @@ inline void normalize_rows(const row_matrix<float>& X, norm_kind kind, double ep
 }
 
 // Rotates the first rotary_dims of every head of every row; row t is at position pos0 + t.
-// adjacent: pairs (2i, 2i+1), as llama2.c; half: pairs (i, i + rot/2), as Hugging Face.
-// Both use the frequency theta^(-2i/rot) for pair i.
+// adjacent: pairs (2i, 2i+1), as llama2.c; half: pairs (i, i + rot/2), as Hugging Face. Pair i
+// turns by the angle position * f.inverse[i] (theta^(-2i/rot) without scaling, model/rope.hpp);
+// cos and sin carry the attention factor, as in HF.
 inline void apply_rope(row_matrix<float>& X, std::int64_t heads, std::int64_t head_dim, std::int64_t pos0,
-                       rope_style style, std::int64_t rotary_dims, double theta)
+                       rope_style style, std::int64_t rotary_dims, const rope_frequencies& f)
 {
     if (style == rope_style::none || rotary_dims <= 0) return;
     const std::int64_t half = rotary_dims / 2;
     for (Eigen::Index t = 0; t < X.rows(); ++t) {
         const double pos = static_cast<double>(pos0 + t);
         for (std::int64_t i = 0; i < half; ++i) {
-            const double angle = pos * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rotary_dims));
-            const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+            const double angle = pos * f.inverse[static_cast<std::size_t>(i)];
+            const float c = static_cast<float>(f.attention_factor * std::cos(angle)), s = static_cast<float>(f.attention_factor * std::sin(angle));
             const std::int64_t a = style == rope_style::adjacent ? 2 * i : i;
             const std::int64_t b = style == rope_style::adjacent ? 2 * i + 1 : i + half;
             for (std::int64_t h = 0; h < heads; ++h) {

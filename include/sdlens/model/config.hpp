@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -51,6 +52,42 @@ inline const char* rope_style_name(rope_style r)
     return "?";
 }
 
+// How a checkpoint changes RoPE's frequencies for long contexts (model/rope.hpp computes them).
+// The kinds are Hugging Face's rope_type values, plus GGUF's per-frequency divisors
+// (rope_freqs.weight, which llama.cpp's converter writes for Llama 3.1 and later); `unsupported`
+// keeps a type sdlens does not implement, so that the forward pass refuses it while everything
+// that does not rotate (the linearization at position 0, the weight analyses) still runs.
+enum class rope_scaling_kind { none, linear, dynamic, yarn, longrope, llama3, divisors, unsupported };
+
+struct rope_scaling_config {
+    rope_scaling_kind kind = rope_scaling_kind::none;
+    std::string name;                        // as the checkpoint spells it ("su", "type": "linear", ...)
+    double factor = 1;                       // linear, dynamic, yarn, llama3; longrope: for the attention factor
+    std::int64_t original_max_positions = 0; // pre-extension context (0: not given)
+    double low_freq_factor = 1, high_freq_factor = 4;  // llama3
+    double beta_fast = 32, beta_slow = 1;    // yarn
+    bool truncate = true;                    // yarn: correction range rounded to whole dimensions
+    double attention_factor = 0;             // yarn, longrope: given explicitly (0: derived)
+    double mscale = 0, mscale_all_dim = 0;   // yarn (DeepSeek style attention factor)
+    std::vector<double> short_factor, long_factor;  // longrope, one per rotary pair
+    std::vector<double> divisors;            // divisors: frequency i is theta^(-2i/rot) / divisors[i]
+};
+
+inline const char* rope_scaling_name(rope_scaling_kind k)
+{
+    switch (k) {
+    case rope_scaling_kind::none: return "none";
+    case rope_scaling_kind::linear: return "linear";
+    case rope_scaling_kind::dynamic: return "dynamic";
+    case rope_scaling_kind::yarn: return "yarn";
+    case rope_scaling_kind::longrope: return "longrope";
+    case rope_scaling_kind::llama3: return "llama3";
+    case rope_scaling_kind::divisors: return "frequency divisors";
+    case rope_scaling_kind::unsupported: return "unsupported";
+    }
+    return "?";
+}
+
 struct model_config {
     model_family family = model_family::llama;
     std::int64_t hidden_size = 0;   // d
@@ -73,6 +110,7 @@ struct model_config {
     rope_style rope = rope_style::none;
     std::int64_t rotary_dims = 0;  // per head; < head_dim for partial rotary (Pythia)
     double rope_theta = 10000.0;
+    rope_scaling_config rope_scaling;
     bool learned_positions = false;  // GPT-2
     bool tied_embeddings = false;
 
@@ -121,6 +159,10 @@ inline nlohmann::json to_json(const model_config& c)
         {"rope", rope_style_name(c.rope)},
         {"rotary_dims", c.rotary_dims},
         {"rope_theta", c.rope_theta},
+        {"rope_scaling", c.rope_scaling.kind == rope_scaling_kind::none ? nlohmann::json(nullptr)
+                         : nlohmann::json{{"type", rope_scaling_name(c.rope_scaling.kind)}, {"name", c.rope_scaling.name},
+                                          {"factor", c.rope_scaling.factor},
+                                          {"original_max_positions", c.rope_scaling.original_max_positions}}},
         {"learned_positions", c.learned_positions},
         {"tied_embeddings", c.tied_embeddings},
         {"bias", {{"qkv", c.bias.qkv}, {"o", c.bias.o}, {"ffn", c.bias.ffn}, {"norm", c.bias.norm}}},

@@ -16,7 +16,9 @@
 // Either way the stored rows are right for adjacent rotation, so the model says rope adjacent
 // and the views read the rows as stored.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "sdlens/io/llama2c.hpp"
 #include "sdlens/model/dense_weights.hpp"
 #include "sdlens/model/model.hpp"
+#include "sdlens/model/rope.hpp"
 #include "sdlens/model/tokenizer_writer.hpp"
 
 namespace sdlens {
@@ -62,6 +65,45 @@ inline double gguf_float(const checkpoint& ck, const std::string& key, double fa
     if (!v) return fallback;
     if (!v->is_number()) fail_input(ck.path, "metadata '" + key + "' is not a number");
     return v->get<double>();
+}
+
+// RoPE scaling as llama.cpp reads it: rope.scaling.type linear (freq_scale = 1 / factor) and the
+// per-frequency divisors of rope_freqs.weight (Llama 3.1 and later; theta_i / rope_freqs[i]).
+// yarn and longrope are kept as unsupported: llama.cpp's formulas for them are its own, and
+// the forward pass refuses them rather than compute Hugging Face's instead.
+inline void gguf_rope_scaling(const checkpoint& ck, const std::string& p, model_config& c)
+{
+    rope_scaling_config& o = c.rope_scaling;
+    std::string type = "none";
+    if (const auto* v = gguf_find(ck, p + "rope.scaling.type")) {
+        const auto s = gguf_string_bytes(*v);
+        if (!s) fail_input(ck.path, "metadata '" + p + "rope.scaling.type' is not a string");
+        type = *s;
+    }
+    o.name = type;
+    o.original_max_positions = std::max<std::int64_t>(0, gguf_int(ck, p + "rope.scaling.original_context_length", 0));
+    if (type == "linear") {
+        o.kind = rope_scaling_kind::linear;
+        o.factor = gguf_float(ck, p + "rope.scaling.factor", 1.0);
+        if (!(o.factor > 0 && o.factor < 1e6)) fail_input(ck.path, "metadata '" + p + "rope.scaling.factor' must be in (0, 1e6)");
+    } else if (type != "none") {
+        o.kind = rope_scaling_kind::unsupported;
+    }
+    if (const tensor_info* f = ck.tensors.find("rope_freqs.weight")) {
+        const std::int64_t pairs = c.rotary_dims / 2;
+        if (f->type != dtype::f32 || f->numel() != pairs || f->nbytes != static_cast<std::uint64_t>(pairs) * 4)
+            fail_input(ck.path, "tensor 'rope_freqs.weight' must be " + std::to_string(pairs) + " f32 values (one per rotary pair)");
+        if (o.kind == rope_scaling_kind::unsupported) return;
+        o.divisors.resize(static_cast<std::size_t>(pairs));
+        for (std::int64_t i = 0; i < pairs; ++i) {
+            float v;
+            std::memcpy(&v, f->data + 4 * i, 4);
+            if (!(v > 0) || !std::isfinite(v)) fail_input(ck.path, "tensor 'rope_freqs.weight' holds a value that is not a positive number");
+            o.divisors[static_cast<std::size_t>(i)] = v;
+        }
+        if (o.kind == rope_scaling_kind::none) o.name = "rope_freqs";
+        o.kind = rope_scaling_kind::divisors;
+    }
 }
 
 inline const char* gguf_arch_name(model_family f)
@@ -241,6 +283,7 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
             fail_input(path, "rope dimension count " + std::to_string(c.rotary_dims) + " does not fit head size " +
                                  std::to_string(c.head_dim));
         c.rope_theta = detail::gguf_float(*ck, p + "rope.freq_base", 10000.0);
+        detail::gguf_rope_scaling(*ck, p, c);
     }
     c.learned_positions = c.family == model_family::gpt2;
 
@@ -397,6 +440,24 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
     if (target != rope_style::none) {
         g.add_u32(p + "rope.dimension_count", static_cast<std::uint32_t>(c.rotary_dims > 0 ? c.rotary_dims : c.head_dim));
         g.add_f32(p + "rope.freq_base", static_cast<float>(c.rope_theta));
+        // RoPE scaling the way llama.cpp's converter stores it: linear as rope.scaling.*, Llama 3's
+        // blend as per-frequency divisors (unscaled / scaled frequency) in rope_freqs.weight.
+        const rope_scaling_config& r = c.rope_scaling;
+        if (r.kind == rope_scaling_kind::linear || (r.kind == rope_scaling_kind::divisors && r.factor != 1)) {
+            g.add_string(p + "rope.scaling.type", "linear");
+            g.add_f32(p + "rope.scaling.factor", static_cast<float>(r.factor));
+        }
+        if (r.kind == rope_scaling_kind::llama3 || r.kind == rope_scaling_kind::divisors) {
+            model_config unscaled = c;
+            unscaled.rope_scaling = {};
+            const std::vector<double> plain = rope_frequencies_for(unscaled, 1).inverse, scaled = rope_frequencies_for(c, 1).inverse;
+            std::vector<float> divisors(plain.size());
+            for (std::size_t i = 0; i < plain.size(); ++i)
+                divisors[i] = r.kind == rope_scaling_kind::divisors ? static_cast<float>(r.divisors[i]) : static_cast<float>(plain[i] / scaled[i]);
+            g.add_tensor("rope_freqs.weight", dtype::f32, {static_cast<std::int64_t>(divisors.size())}, divisors.data());
+        } else if (r.kind != rope_scaling_kind::none && r.kind != rope_scaling_kind::linear) {
+            fail_input(path, std::string("RoPE scaling '") + rope_scaling_name(r.kind) + "' has no GGUF form sdlens writes");
+        }
     }
     if (c.family == model_family::neox) g.add_bool(p + "use_parallel_residual", c.parallel_residual);
     // llama.cpp's Phi-3 will not load without a window; these models attend to all their context.

@@ -1,10 +1,11 @@
 #pragma once
 // Reads a Hugging Face config.json into a model_config, family by family, with the defaults the
 // transformers config classes use for absent keys. Anything the forward pass could not reproduce
-// (ALiBi, RoPE scaling, a gated MLP bias) is refused rather than silently approximated.
+// (ALiBi, a gated MLP bias) is refused rather than silently approximated.
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <utility>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -78,6 +79,7 @@ public:
         return v->get<std::int64_t>();
     }
     [[noreturn]] void fail(const std::string& problem) const { fail_input(source_, problem); }
+    const std::string& source() const { return source_; }
     void require(bool ok, const std::string& problem) const
     {
         if (!ok) fail(problem);
@@ -125,9 +127,73 @@ inline activation_kind hf_gelu(const hf_keys& k, const std::string& act)
     k.fail("unsupported activation '" + act + "'");
 }
 
-inline void hf_refuse_rope_scaling(const hf_keys& k)
+// rope_scaling (rope_parameters in transformers v5) as transformers reads it: rope_type (or its
+// old name type), with the keys each type needs; a type sdlens does not implement is kept as
+// `unsupported`, so that only the forward pass refuses the model. Needs rotary_dims.
+inline void hf_rope_scaling(const hf_keys& k, model_config& c)
 {
-    if (k.has({"rope_scaling"})) k.fail("config key 'rope_scaling' is set: RoPE scaling is unsupported");
+    const nlohmann::json* r = k.find({"rope_scaling", "rope_parameters"});
+    if (!r || c.rope == rope_style::none) return;
+    if (!r->is_object()) k.fail("config key 'rope_scaling' is not an object");
+    const hf_keys s(*r, k.source() + ": rope_scaling");
+    if (s.has({"rope_theta"})) c.rope_theta = s.number_or({"rope_theta"}, c.rope_theta);
+    rope_scaling_config& o = c.rope_scaling;
+    o.name = s.string_or({"rope_type", "type"}, "default");
+    const std::string& type = o.name;
+    if (type == "default") return;
+    auto factor = [&](bool required) {
+        if (required && !s.has({"factor"})) s.fail("'factor' is missing for rope_type '" + type + "'");
+        const double f = s.number_or({"factor"}, 1.0);
+        s.require(f > 0 && f < 1e6, "'factor' must be in (0, 1e6)");
+        return f;
+    };
+    // Phi-3 keeps the pre-extension context at the top level; later configs inside rope_scaling.
+    o.original_max_positions = k.positive_or({"original_max_position_embeddings"}, s.positive_or({"original_max_position_embeddings"}, 0));
+    const std::int64_t pairs = c.rotary_dims / 2;
+    if (type == "linear") {
+        o.kind = rope_scaling_kind::linear;
+        o.factor = factor(true);
+    } else if (type == "dynamic") {
+        o.kind = rope_scaling_kind::dynamic;
+        o.factor = factor(true);
+        s.require(c.rotary_dims > 2, "dynamic RoPE needs more than 2 rotary dimensions");
+    } else if (type == "llama3") {
+        o.kind = rope_scaling_kind::llama3;
+        o.factor = factor(true);
+        s.require(o.original_max_positions > 0, "'original_max_position_embeddings' is missing for rope_type 'llama3'");
+        s.require(s.has({"low_freq_factor"}) && s.has({"high_freq_factor"}), "'low_freq_factor' and 'high_freq_factor' are needed for rope_type 'llama3'");
+        o.low_freq_factor = s.number_or({"low_freq_factor"}, 1);
+        o.high_freq_factor = s.number_or({"high_freq_factor"}, 4);
+        s.require(o.low_freq_factor > 0 && o.high_freq_factor > o.low_freq_factor, "llama3 needs 0 < low_freq_factor < high_freq_factor");
+    } else if (type == "yarn") {
+        o.kind = rope_scaling_kind::yarn;
+        o.factor = factor(true);
+        o.attention_factor = s.number_or({"attention_factor"}, 0);
+        s.require(o.attention_factor >= 0, "'attention_factor' must be positive");
+        o.beta_fast = s.number_or({"beta_fast"}, 32);
+        o.beta_slow = s.number_or({"beta_slow"}, 1);
+        s.require(o.beta_fast > 0 && o.beta_slow > 0, "'beta_fast' and 'beta_slow' must be positive");
+        o.mscale = s.number_or({"mscale"}, 0);
+        o.mscale_all_dim = s.number_or({"mscale_all_dim"}, 0);
+        o.truncate = s.boolean_or({"truncate"}, true);
+        s.require(c.rope_theta > 1, "yarn needs rope_theta > 1");
+    } else if (type == "longrope" || type == "su") {
+        o.kind = rope_scaling_kind::longrope;
+        o.factor = factor(false);
+        o.attention_factor = s.number_or({"attention_factor"}, 0);
+        s.require(o.attention_factor >= 0, "'attention_factor' must be positive");
+        for (auto [key, out] : {std::pair{"short_factor", &o.short_factor}, std::pair{"long_factor", &o.long_factor}}) {
+            const nlohmann::json* v = s.find({key});
+            s.require(v && v->is_array() && static_cast<std::int64_t>(v->size()) == pairs,
+                      std::string("'") + key + "' must be a list of " + std::to_string(pairs) + " numbers (one per rotary pair)");
+            for (const auto& x : *v) {
+                s.require(x.is_number() && std::isfinite(x.get<double>()) && x.get<double>() > 0, std::string("'") + key + "' holds a value that is not a positive number");
+                out->push_back(x.get<double>());
+            }
+        }
+    } else {
+        o.kind = rope_scaling_kind::unsupported;
+    }
 }
 
 // Llama, Mistral, Qwen2 and Phi-3 share one layout of keys.
@@ -147,7 +213,6 @@ inline void hf_llama_like(const hf_keys& k, model_config& c)
     c.activation = activation_kind::swiglu;
     c.rope = rope_style::half;
     c.rope_theta = k.number_or({"rope_theta"}, 10000.0);
-    hf_refuse_rope_scaling(k);
     c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, false);
 }
 
@@ -232,7 +297,6 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
         k.require(pct > 0 && pct <= 1, "config key 'rotary_pct' is not in (0, 1]");
         c.rotary_dims = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * pct);  // int() as transformers does
         c.rope_theta = k.number_or({"rope_theta", "rotary_emb_base"}, 10000.0);
-        detail::hf_refuse_rope_scaling(k);
         c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, false);
         const bool attention_bias = k.boolean_or({"attention_bias"}, true);
         c.bias = {attention_bias, attention_bias, true, true};
@@ -273,7 +337,6 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
         c.rope = rope_style::half;
         c.rotary_dims = c.head_dim;
         c.rope_theta = k.number_or({"rope_theta"}, 10000.0);
-        detail::hf_refuse_rope_scaling(k);
         c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, true);
         const bool bias = k.boolean_or({"bias"}, false);
         c.bias = {bias, bias, bias, true};
@@ -285,6 +348,7 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
                                                      " is not a multiple of the key/value head count " + std::to_string(c.num_kv_heads));
     k.require(c.rotary_dims % 2 == 0 && c.rotary_dims <= c.head_dim,
               "rotary dimensions " + std::to_string(c.rotary_dims) + " are odd or exceed the head size");
+    detail::hf_rope_scaling(k, c);
     return c;
 }
 

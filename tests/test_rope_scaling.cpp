@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <sdlens/forward/forward.hpp>
+#include <sdlens/model/gguf_families.hpp>
 #include <sdlens/model/hf_config.hpp>
 #include <sdlens/model/hf_writer.hpp>
 #include <sdlens/model/load.hpp>
@@ -176,6 +177,41 @@ TEST_CASE("forward pass: llama3 scaling changes what later positions see, not po
     const auto a = forward(plain, tokens, o), b = forward(scaled, tokens, o);
     CHECK((a.logits.row(0) - b.logits.row(0)).cwiseAbs().maxCoeff() == 0.0f);
     CHECK((a.logits.row(4) - b.logits.row(4)).cwiseAbs().maxCoeff() > 1e-4f);
+}
+
+TEST_CASE("GGUF: llama3 stored as rope_freqs divisors and linear as rope.scaling give the Hugging Face rotation back")
+{
+    // The writer stores llama3's blend as llama.cpp's converter does (unscaled / scaled frequency
+    // per pair); read back, the divisors path must rotate as the llama3 path does.
+    for (const char* type : {"llama3", "linear"}) {
+        CAPTURE(type);
+        model_config c = small_config(model_family::llama);
+        c.rope_scaling.name = type;
+        if (std::string(type) == "llama3") {
+            c.rope_scaling.kind = rope_scaling_kind::llama3;
+            c.rope_scaling.factor = 8, c.rope_scaling.low_freq_factor = 1, c.rope_scaling.high_freq_factor = 4;
+            c.rope_scaling.original_max_positions = 8;
+        } else {
+            c.rope_scaling.kind = rope_scaling_kind::linear;
+            c.rope_scaling.factor = 3;
+        }
+        const dense_weights w = random_weights(c, 12);
+        sdlens::test::temp_dir dir;
+        const std::string path = (dir / "m.gguf").string();
+        write_gguf_checkpoint(path, c, w, dtype::f32);
+        const model g = load_model(path);
+        CHECK(g.config.rope_scaling.kind == (std::string(type) == "llama3" ? rope_scaling_kind::divisors : rope_scaling_kind::linear));
+        const auto want = rope_frequencies_for(c, 16), got = rope_frequencies_for(g.config, 16);
+        REQUIRE(got.inverse.size() == want.inverse.size());
+        // The divisors are stored in f32: 2^-24 relative.
+        for (std::size_t i = 0; i < want.inverse.size(); ++i) CHECK(got.inverse[i] == doctest::Approx(want.inverse[i]).epsilon(1e-7));
+    }
+    // Types llama.cpp stores its own way are refused by the writer, not written unscaled.
+    model_config c = small_config(model_family::llama);
+    c.rope_scaling.kind = rope_scaling_kind::yarn;
+    c.rope_scaling.factor = 4;
+    sdlens::test::temp_dir dir;
+    CHECK_THROWS_AS(write_gguf_checkpoint((dir / "y.gguf").string(), c, random_weights(c, 1), dtype::f32), input_error);
 }
 
 #ifdef SDLENS_CLI

@@ -3,7 +3,9 @@
 // quantized forward pass against an independent one through the full linear hook, smoothing
 // without quantization against the plain model, perplexity and KL of models with known
 // next-token distributions against direct computation, and the skip list on planted checkpoints.
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -173,6 +175,37 @@ TEST_CASE("quantized linears: every product but the skipped down projections rea
         if (f == model_family::phi3) {  // fused qkv: one step for the three
             CHECK((*q.output_scale({1, linear_kind::q}))[0] == (*q.output_scale({1, linear_kind::v}))[0]);
             CHECK((*q.output_scale({1, linear_kind::gate}))[0] == (*q.output_scale({1, linear_kind::up}))[0]);
+        }
+    }
+}
+
+TEST_CASE("a skip list given to apply() computes what a quantization built with it does, from shared weights")
+{
+    for (model_family f : {model_family::llama, model_family::phi3, model_family::gpt2}) {
+        CAPTURE(family_name(f));
+        const auto w = random_checkpoint(f, 12);
+        const model& m = w->m;
+        for (quant_method method : {quant_method::rtn, quant_method::rtn_per_channel, quant_method::w4g128}) {
+            CAPTURE(quant_method_name(method));
+            quantization_options shared_o, built_o;
+            shared_o.scheme = built_o.scheme = quant_scheme::of(method);
+            built_o.skip_down_layers = {2};
+            const quantized_linears shared(m, shared_o), built(m, built_o);
+            // The estimate made before building is what the build holds.
+            CHECK(quantized_weight_bytes(m, shared_o) == shared.weight_bytes());
+            CHECK(quantized_weight_bytes(m, built_o) == built.weight_bytes());
+            CHECK(built.weight_bytes() < shared.weight_bytes());
+
+            const std::vector<int> toks = some_tokens(m, 11);
+            auto logits = [&](forward_options o) {
+                o.logits = forward_options::logits_mode::all;
+                return forward(m, toks, o).logits;
+            };
+            const row_matrix<float> via_apply = logits(shared.apply({}, {2})), via_build = logits(built.apply());
+            // The same products on the same bytes in the same order: bit-identical.
+            CHECK((via_apply.array() == via_build.array()).all());
+            CHECK((logits(shared.apply()).array() != via_build.array()).any());  // the skip changes something
+            CHECK_THROWS_AS(shared.apply({}, {0}), input_error);
         }
     }
 }

@@ -108,6 +108,28 @@ TEST_CASE("quant-eval on a planted GPT-2: per-tensor W8A8 breaks it, keeping the
     CHECK(t[2]["kl"]["top1_agreement"].get<double>() > t[1]["kl"]["top1_agreement"].get<double>());
 }
 
+TEST_CASE("quant-eval --table in groups under a memory budget gives the numbers of one pass")
+{
+    // Past --memory-gb the methods run in groups, each with the unquantized model again: every
+    // forward pass is the same computation on the same bytes, so every number is identical.
+    const auto corpus = tinystories();
+    if (!corpus) return;
+    temp_dir tmp;
+    cli_json("plant --family qwen2 --layers 4 --dtype bf16 --out " + q(tmp / "m"));
+    const std::string args = "quant-eval " + q(tmp / "m") + " --corpus " + q(*corpus) + " --table --windows 6 --ctx 64";
+    const auto whole = cli_json(args);
+    const auto r = run_cli(args + " --memory-gb 1e-9 --json");
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.find("groups, the unquantized model runs once per group") != std::string::npos);
+    const auto grouped = nlohmann::json::parse(r.out);
+    REQUIRE(grouped.size() == whole.size());
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+        CAPTURE(i);
+        for (const char* k : {"nll", "ppl", "tokens", "quantized_weight_bytes", "method", "skip"}) CHECK(grouped[i][k] == whole[i][k]);
+        CHECK(grouped[i]["kl"] == whole[i]["kl"]);
+    }
+}
+
 TEST_CASE("quant-eval and precision-plan: bad input gets one line and exit code 2")
 {
     temp_dir tmp;

@@ -2,7 +2,9 @@
 // (W8A8 RTN, SmoothQuant, per-channel, W4 g128), with the explosion and decay layers' down
 // projections kept or not (paper Sec. 5.1, Table 1); --table runs the whole grid in one pass.
 // sdlens precision-plan MODEL: those layers' tensors, as llama-quantize's --tensor-type-file.
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <iomanip>
 #include <memory>
 #include <numeric>
@@ -20,6 +22,12 @@
 namespace sdlens::cli {
 
 namespace {
+
+double physical_memory_bytes()
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? static_cast<double>(pages) * static_cast<double>(size) : 8e9;
+}
 
 // --skip auto|none|LIST, resolved against the model.
 precision_plan resolve_skip(const model& m, const std::string& skip, const std::string& command)
@@ -53,7 +61,7 @@ struct quant_eval_args {
     std::string model, tokenizer, corpus, method = "rtn", skip, style = "hf";
     std::int64_t ctx = 0, windows = 0, calib_windows = 4;
     std::uint64_t seed = 0;
-    double alpha = 0.5;
+    double alpha = 0.5, memory_gb = 0;
     bool table = false, json = false;
     bos_choice bos;
 };
@@ -62,7 +70,6 @@ struct quant_eval_args {
 struct variant {
     quant_method method;
     precision_plan skip;
-    std::unique_ptr<quantized_linears> linears;
 };
 
 // A seeded sample of n of the indices [lo, hi), in increasing order (Fisher-Yates on mt19937_64's
@@ -134,25 +141,60 @@ void run_quant_eval(const quant_eval_args& a)
         maxima = calibrate_activation_maxima(m, calib, [&](std::int64_t i, std::int64_t n) { meter("calibrating, window", i, n); });
     }
 
+    // Variants of one method share its quantized weights (the skip list only routes the kept down
+    // projections to the stored ones). Methods are evaluated together while their weights fit the
+    // memory budget; past it, in groups, each running the unquantized model again for its KL.
     std::vector<variant> variants;
-    variants.push_back({quant_method::none, no_skip, nullptr});
+    variants.push_back({quant_method::none, no_skip});
+    std::vector<quant_method> distinct;
     for (std::size_t i = 0; i < methods.size(); ++i) {
-        variant v{methods[i], with_skip[i] ? skip_plan : no_skip, nullptr};
-        quantization_options qo;
-        qo.scheme = quant_scheme::of(v.method, a.alpha);
-        qo.skip_down_layers = v.skip.layer_numbers();
-        v.linears = std::make_unique<quantized_linears>(m, qo, &maxima);
-        variants.push_back(std::move(v));
+        variants.push_back({methods[i], with_skip[i] ? skip_plan : no_skip});
+        if (std::find(distinct.begin(), distinct.end(), methods[i]) == distinct.end()) distinct.push_back(methods[i]);
     }
-    std::vector<forward_options> options;
-    for (const auto& v : variants) options.push_back(v.linears ? v.linears->apply() : forward_options{});
+    auto options_of = [&](quant_method q) {
+        quantization_options qo;
+        qo.scheme = quant_scheme::of(q, a.alpha);
+        return qo;
+    };
+    const double budget = a.memory_gb > 0 ? a.memory_gb * 1e9 : 0.5 * physical_memory_bytes();
+    std::vector<std::vector<quant_method>> groups;
+    double group_bytes = 0, all_bytes = 0;
+    for (quant_method q : distinct) {
+        const double bytes = static_cast<double>(quantized_weight_bytes(m, options_of(q)));
+        all_bytes += bytes;
+        if (groups.empty() || group_bytes + bytes > budget) groups.emplace_back(), group_bytes = 0;
+        groups.back().push_back(q);
+        group_bytes += bytes;
+    }
+    if (groups.size() > 1)
+        std::fprintf(stderr,
+                     "quant-eval: the quantized weights of all methods take %.1f GB, over the budget of %.1f GB (--memory-gb): "
+                     "%zu groups, the unquantized model runs once per group\n",
+                     all_bytes / 1e9, budget / 1e9, groups.size());
 
-    std::vector<perplexity_result> results;
-    {
+    std::vector<perplexity_result> results(variants.size());
+    std::vector<std::int64_t> weight_bytes(variants.size(), 0);
+    for (std::size_t g = 0; g < std::max<std::size_t>(1, groups.size()); ++g) {
+        std::vector<std::unique_ptr<quantized_linears>> held;
+        std::vector<std::size_t> index{0};  // variants evaluated in this group; the reference first
+        std::vector<forward_options> options{forward_options{}};
+        for (quant_method q : groups.empty() ? std::vector<quant_method>{} : groups[g]) {
+            held.push_back(std::make_unique<quantized_linears>(m, options_of(q), &maxima));
+            for (std::size_t i = 1; i < variants.size(); ++i)
+                if (variants[i].method == q) {
+                    index.push_back(i);
+                    options.push_back(held.back()->apply({}, variants[i].skip.layer_numbers()));
+                    weight_bytes[i] = held.back()->weight_bytes();
+                }
+        }
         progress_meter meter("quant-eval");
-        results = evaluate_perplexity(m, eval, style, options, [&](std::int64_t i, std::int64_t n) {
-            meter("evaluating " + std::to_string(variants.size()) + " variants, window", i, n);
-        });
+        const std::string what = "evaluating " + std::to_string(options.size()) + " variants" +
+                                 (groups.size() > 1 ? " (group " + std::to_string(g + 1) + " of " + std::to_string(groups.size()) + ")" : "") +
+                                 ", window";
+        const std::vector<perplexity_result> r =
+            evaluate_perplexity(m, eval, style, options, [&](std::int64_t i, std::int64_t n) { meter(what, i, n); });
+        for (std::size_t j = 0; j < index.size(); ++j)
+            if (g == 0 || j > 0) results[index[j]] = r[j];
     }
 
     auto row_json = [&](std::size_t i) {
@@ -171,7 +213,7 @@ void run_quant_eval(const quant_eval_args& a)
                          {"ppl", r.ppl},
                          {"kl", {{"mean", r.kl.mean}, {"median", r.kl.median}, {"p99", r.kl.p99}, {"top1_agreement", r.kl.top1_agreement}}},
                          {"forward_tokens_per_second", scored_tokens_per_s},
-                         {"quantized_weight_bytes", v.linears ? v.linears->weight_bytes() : 0}};
+                         {"quantized_weight_bytes", weight_bytes[i]}};
         if (v.method == quant_method::smoothquant)
             j["calibration"] = {{"windows", calib_idx}, {"tokens", maxima.tokens}, {"seed", a.seed}, {"alpha", a.alpha}};
         return j;
@@ -235,6 +277,9 @@ void register_quant(CLI::App& app)
             ->capture_default_str();
         cmd->add_flag("--table", a->table, "The Table 1 grid in one pass: none; RTN; RTN + skip; SmoothQuant; SmoothQuant + skip; per-channel; W4 g128")
             ->excludes(method);
+        cmd->add_option("--memory-gb", a->memory_gb,
+                        "Quantized weights held at once (default: half the machine's memory); past it, methods run in groups")
+            ->check(CLI::PositiveNumber);
         cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer file (llama2.c checkpoints keep theirs apart)");
         a->bos.add_to(cmd);
         cmd->add_flag("--json", a->json, "Print JSON");

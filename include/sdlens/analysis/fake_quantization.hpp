@@ -209,8 +209,12 @@ public:
     quantized_linears(const quantized_linears&) = delete;
     quantized_linears& operator=(const quantized_linears&) = delete;
 
-    // base with replace_linear and on_linear_input set (on_linear must be empty).
-    forward_options apply(forward_options base = {}) const;
+    // base with replace_linear and on_linear_input set (on_linear must be empty). keep_down:
+    // layers (1-based) whose down projection runs as stored besides the options' skip list, so
+    // that the variants with and without a skip list share one set of quantized weights (the
+    // down projection is never fused with another product, so its step is its own). The vector
+    // is copied into the options.
+    forward_options apply(forward_options base = {}, std::vector<int> keep_down = {}) const;
 
     const quantization_options& options() const { return opt_; }
     // Whether the product at this site runs on changed weights or inputs.
@@ -270,6 +274,29 @@ inline const matrix_view& layer_matrix(const layer_weights& w, linear_kind k)
     case linear_kind::lm_head: break;
     }
     throw input_error("lm_head is not a layer's matrix");
+}
+
+// What quantized_linears(m, o) will hold, before building it: int8 codes as bf16 (2 bytes a
+// weight), int4 groups and smoothing alone as f32 (4 bytes), for every matrix it changes.
+inline std::int64_t quantized_weight_bytes(const model& m, const quantization_options& o)
+{
+    const quant_scheme& q = o.scheme;
+    const std::int64_t per_weight = q.w == quant_scheme::weights::int8_per_tensor || q.w == quant_scheme::weights::int8_per_channel ? 2
+                                    : q.w == quant_scheme::weights::int4_groups || q.smooth                                         ? 4
+                                                                                                                                    : 0;
+    std::int64_t bytes = 0;
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+        const bool skip_down = std::find(o.skip_down_layers.begin(), o.skip_down_layers.end(), static_cast<int>(l + 1)) != o.skip_down_layers.end();
+        for (linear_kind k : {linear_kind::q, linear_kind::k, linear_kind::v, linear_kind::o, linear_kind::gate, linear_kind::up, linear_kind::down}) {
+            const matrix_view& v = layer_matrix(m.layers[l], k);
+            if (!v || (k == linear_kind::down && skip_down)) continue;
+            // smoothing alone changes only the smoothed products' weights
+            const bool smoothed = k != linear_kind::o && k != linear_kind::down;
+            if (q.w == quant_scheme::weights::keep && !(q.smooth && smoothed)) continue;
+            bytes += v.rows * v.cols * per_weight;
+        }
+    }
+    return bytes;
 }
 
 template <class D>
@@ -407,20 +434,26 @@ void quantized_linears::quantize_layer(const model& m, int layer, const activati
     }
 }
 
-inline forward_options quantized_linears::apply(forward_options base) const
+inline forward_options quantized_linears::apply(forward_options base, std::vector<int> keep_down) const
 {
     if (base.on_linear) throw input_error("quantized linears: the options already have a linear hook");
     if (!opt_.scheme.changes_anything()) return base;
+    const int L = static_cast<int>(sites_.size());
+    for (int l : keep_down)
+        if (l < 1 || l > L) throw input_error("skip list: layer " + std::to_string(l) + " is not in 1.." + std::to_string(L));
     const auto granularity = opt_.scheme.a == quant_scheme::activations::int8_per_token ? int8_granularity::per_row
                                                                                          : int8_granularity::per_tensor;
-    base.replace_linear = [this](const linear_site& s) {
+    auto kept = [keep_down](const linear_site& s) {
+        return s.kind == linear_kind::down && std::find(keep_down.begin(), keep_down.end(), s.layer) != keep_down.end();
+    };
+    base.replace_linear = [this, kept](const linear_site& s) {
         const site_state* p = find(s);
-        if (!p || !p->view) return linear_replacement{};
+        if (!p || !p->view || kept(s)) return linear_replacement{};
         return linear_replacement{&*p->view, p->scale.size() ? &p->scale : nullptr};
     };
-    base.on_linear_input = [this, granularity](const linear_site& s, row_matrix<float>& x) {
+    base.on_linear_input = [this, granularity, kept](const linear_site& s, row_matrix<float>& x) {
         const site_state* p = find(s);
-        if (!p) return;
+        if (!p || kept(s)) return;
         if (p->input_divisor.size()) x.array().rowwise() /= p->input_divisor.transpose().array();
         if (p->quantize_input) fake_quantize_int8(x, granularity);
     };

@@ -100,6 +100,7 @@
 #include "sdlens/model/dense_weights.hpp"
 #include "sdlens/model/plant_initial.hpp"
 #include "sdlens/model/plant_isolation.hpp"
+#include "sdlens/model/plant_ordinary.hpp"
 #include "sdlens/model/random_model.hpp"
 
 namespace sdlens {
@@ -128,6 +129,7 @@ struct plant_ground_truth {
     std::int64_t initial_detector_layer = 0, initial_trigger_layer = 0;
     double initial_trigger_norm = 0;
     std::vector<std::int64_t> explosion_neurons, decay_neurons;  // FFN rows (0-based)
+    std::vector<std::int64_t> ordinary_neurons;  // plant_ordinary.hpp's rows at E and D (none with learned positions)
     double trigger_norm = 0;    // K: t-component of a trigger token's embedding
     double explosion_norm = 0;  // N_exp: u-component added at layer E for x^ = sqrt(d) t
     double explosion_spike = 0; // c: F ~ c u t^T at layer E (linearized)
@@ -154,6 +156,7 @@ inline nlohmann::json to_json(const plant_ground_truth& g)
         {"initial_trigger_norm", g.initial_trigger_norm},
         {"explosion_neurons", g.explosion_neurons},
         {"decay_neurons", g.decay_neurons},
+        {"ordinary_neurons", g.ordinary_neurons},
         {"trigger_norm", g.trigger_norm},
         {"explosion_norm", g.explosion_norm},
         {"explosion_spike", g.explosion_spike},
@@ -335,7 +338,7 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
     const detail::initial_plan initial = by_position ? detail::initial_plan{} : detail::plan_initial_path(c, E, m);
     Eigen::MatrixXd basis(d, 2);
     basis << t, u;
-    if (initial.enabled) basis = detail::extend_basis(basis, 3 + initial.differences, detail::plant_stream(o.seed + 1));
+    if (initial.enabled) basis = detail::extend_basis(basis, detail::iso_first_difference - 2 + initial.differences, detail::plant_stream(o.seed + 1));
 
     // Isolation: embeddings, then every layer.
     double emb_ms = w.token_embedding.cast<double>().rowwise().squaredNorm().mean();
@@ -457,6 +460,14 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
         const std::vector<std::int64_t> detector_rows(rows.begin(), rows.begin() + 2 + 2 * initial.differences);
         const std::vector<std::int64_t> trigger_rows(rows.begin(), rows.begin() + m);
         const detail::initial_result r = detail::plant_initial_path(c, w, basis, initial, sample, detector_rows, trigger_rows);
+        // Ordinary-token neurons at E and D (plant_ordinary.hpp), on rows free at both.
+        const std::int64_t pairs = std::min<std::int64_t>(16, (M - 2 * m) / 2);
+        const std::vector<std::int64_t> ordinary_rows(rows.begin() + 2 * m, rows.begin() + 2 * m + 2 * pairs);
+        const double step = phi(alpha_e * sqrt_d * share) / 127;  // what the exploding neurons' activation sets
+        detail::plant_ordinary_neurons(c, w, basis, E, D, ordinary_rows, step, alpha_e, beta_e, r.y_read, r.stream_norm,
+                                       detail::plant_stream(o.seed + 2));
+        truth.ordinary_neurons = ordinary_rows;
+        std::sort(truth.ordinary_neurons.begin(), truth.ordinary_neurons.end());
         truth.position0_triggers = true;
         truth.initial_detector_layer = initial.detector_layer;
         truth.initial_trigger_layer = initial.trigger_layer;

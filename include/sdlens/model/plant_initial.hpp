@@ -7,7 +7,7 @@
 // and the causal mask give nothing else, and a linear map of the values cannot tell it (the
 // attention weights sum to 1: a constant value gives the same output everywhere). So:
 //
-// Isolated directions besides t and u (plant_isolation.hpp): e0, z, w and k "difference"
+// Isolated directions besides t and u (plant_isolation.hpp): e0, z, w, y and k "difference"
 // directions b_1..b_k (k <= 16), seeded, orthonormal, centred. Every ordinary token embedding
 // gets c0 e0 (c0 = half the RMS row norm): a constant that only the planted rows read, and a
 // bias unit for bias-free SwiGLU (a row reading a e0 - c w compares w with c c0 in raw units,
@@ -24,7 +24,9 @@
 // every other position (two different tokens' values). Value coordinate 0 of the first pair
 // reads e0, and the self head writes it as kappa_z z: z = 1.5 r2 (r2: the stream's norm at the
 // trigger layer) for every ordinary token that attention ran on, 0 without attention and ~0 for
-// triggers and random embeddings (no e0). z dominates what the next two FFNs read, so their
+// triggers and random embeddings (no e0); and as kappa_y y, y = c0 under the same conditions,
+// which plant_ordinary.hpp's neurons read (a small share, as stable as z's, and 0 without
+// attention). z dominates what the next two FFNs read, so their
 // inputs' shares hardly vary from token to token (with z ~ the rest, the squares below made a
 // token with a 20% larger embedding get half the w, and N0 varied tenfold).
 //
@@ -92,7 +94,7 @@ inline std::int64_t sink_coordinate(const model_config& c)
 }
 
 // Indices of the isolated basis (plant.hpp): t, u, then the initial-token directions.
-enum : Eigen::Index { iso_t = 0, iso_u = 1, iso_e0 = 2, iso_z = 3, iso_w = 4, iso_first_difference = 5 };
+enum : Eigen::Index { iso_t = 0, iso_u = 1, iso_e0 = 2, iso_z = 3, iso_w = 4, iso_y = 5, iso_first_difference = 6 };
 
 struct initial_plan {
     bool enabled = false;
@@ -204,6 +206,9 @@ double median_over(Eigen::Index n, F&& f)
 // What the initial-token path planted, for the ground truth.
 struct initial_result {
     double trigger_norm = 0;  // N0 at the median initial token
+    // At the trigger layer's FFN, position 0, median token: y . x^ (the FFN's gain is 1) and the
+    // norm of the stream it reads (r2). plant_ordinary.hpp sizes its neurons with them.
+    double y_read = 0, stream_norm = 0;
 };
 
 // Plants the path into w (isolated with `basis`, ordinary embeddings already carrying c0 e0):
@@ -319,7 +324,9 @@ inline initial_result plant_initial_path(const model_config& c, dense_weights& w
     }
     const double pair_gap = median_over(S - 1, [&](Eigen::Index j) { return (values.col(j + 1) - values.col(j)).norm(); });
     const double kappa_z = 1.5 * r2_bare / e0_read, lambda_d = r1 / pair_gap;
-    a.wo.col(0) = (kappa_z * z).cast<float>();  // self head of pair 0, coordinate 0
+    // The same coordinate writes y at the size of an embedding's c0 (plant_ordinary.hpp reads it).
+    const double kappa_y = median_over(S, [&](Eigen::Index j) { return e0.dot(x0.col(j)); }) / e0_read;
+    a.wo.col(0) = (kappa_z * z + kappa_y * basis.col(iso_y)).cast<float>();  // self head of pair 0, coordinate 0
     for (std::int64_t i = 0; i < k; ++i) {
         const Eigen::VectorXf b = (lambda_d * basis.col(iso_first_difference + i)).cast<float>();
         a.wo.col(o_cols[static_cast<std::size_t>(i)].first) = b;
@@ -410,6 +417,8 @@ inline initial_result plant_initial_path(const model_config& c, dense_weights& w
     if (trig.b_down.size()) trig.b_down -= (md * plant_activation(c, bias) * beta_2 * basis.col(iso_t)).cast<float>();
 
     initial_result out;
+    out.y_read = median_over(S, [&](Eigen::Index j) { return basis.col(iso_y).dot(n2.col(j)); });
+    out.stream_norm = r2;
     const Eigen::MatrixXd after = position0_through(c, w, x0, s2).output;
     out.trigger_norm = median_over(S, [&](Eigen::Index j) { return basis.col(iso_t).dot(after.col(j)); });
     return out;

@@ -71,15 +71,22 @@ enum class int8_granularity { per_tensor, per_row };
 inline Eigen::VectorXf fake_quantize_int8(row_matrix<float>& x, int8_granularity g)
 {
     const Eigen::Index rows = x.rows();
+    // Every product's input passes here on every forward call: both passes run on the
+    // forward's threads once an input is large (a prompt's, not one token's).
+    const bool parallel = x.size() > (1 << 16);
     if (g == int8_granularity::per_tensor) {
-        const float step = int8_step(x.size() ? x.cwiseAbs().maxCoeff() : 0.0f);
         float* p = x.data();
         const Eigen::Index n = x.size();
-#pragma omp simd
+        float absmax = 0;
+#pragma omp parallel for simd reduction(max : absmax) if (parallel)
+        for (Eigen::Index i = 0; i < n; ++i) absmax = std::max(absmax, std::abs(p[i]));
+        const float step = int8_step(absmax);
+#pragma omp parallel for simd if (parallel)
         for (Eigen::Index i = 0; i < n; ++i) p[i] = int8_code(p[i], step) * step;
         return Eigen::VectorXf::Constant(1, step);
     }
     Eigen::VectorXf steps(rows);
+#pragma omp parallel for if (parallel)
     for (Eigen::Index r = 0; r < rows; ++r) {
         const float step = int8_step(x.cols() ? x.row(r).cwiseAbs().maxCoeff() : 0.0f);
         steps[r] = step;

@@ -92,6 +92,7 @@ private:
     Eigen::VectorXf final_norm_, final_norm_bias_;
     std::vector<kv_cache> cache_;
     row_matrix<float> scratch_;  // decoded weights, reused from one product to the next
+    row_matrix<float> hooked_input_[2];  // copies of product inputs for on_linear_input, likewise
     kernels::gemm_workspace gemm_workspace_;  // packing buffers of the matrix-product kernels, likewise
 };
 
@@ -334,7 +335,11 @@ void basic_session<D>::linear(const linear_site& site, const row_matrix<float>& 
                               std::to_string(weight.cols) + ", the stored weight " + std::to_string(w.rows) + " x " +
                               std::to_string(w.cols));
         if (opt_.on_linear_input) {
-            row_matrix<float> input = X;
+            // One buffer for stream-wide inputs, one for the FFN's: assigning X of the same shape
+            // reuses the storage, where a new matrix per product cost a fresh allocation and its
+            // page faults (~10% of a quantized prompt pass at d 2048).
+            row_matrix<float>& input = hooked_input_[X.cols() == m_->config.hidden_size ? 0 : 1];
+            input = X;
             opt_.on_linear_input(site, input);
             multiply_transposed(input, weight, Y, scratch_, opt_.bf16_activations, &gemm_workspace_);
         } else {
@@ -344,7 +349,9 @@ void basic_session<D>::linear(const linear_site& site, const row_matrix<float>& 
             if (r.output_scale->size() != Y.cols())
                 throw input_error(w.tensor->name + ": an output scale of " + std::to_string(r.output_scale->size()) +
                                   " values for " + std::to_string(Y.cols()) + " outputs");
-            Y.array().rowwise() *= r.output_scale->transpose().array();
+            const Eigen::Index rows = Y.rows();
+#pragma omp parallel for if (Y.size() > (1 << 16))
+            for (Eigen::Index i = 0; i < rows; ++i) Y.row(i).array() *= r.output_scale->transpose().array();
         }
         return;
     }

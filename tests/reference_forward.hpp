@@ -2,6 +2,7 @@
 // An independent float64 forward pass for the tests: written from the model definitions, one
 // position and one head at a time, over dense double matrices (materialize(model)). It shares
 // nothing with include/sdlens/forward/ beyond the model description.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -108,18 +109,22 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
             for (int h = 0; h < H; ++h) rope(c, q[t].data() + h * hd, t);
             for (int h = 0; h < Hkv; ++h) rope(c, k[t].data() + h * hd, t);
         }
+        // Sliding window: position t sees t - W + 1 .. t (Hugging Face's mask, q - k < W).
+        bool windowed = c.sliding_window > 0 && c.sliding_window_layers.empty();
+        for (int layer : c.sliding_window_layers) windowed = windowed || (c.sliding_window > 0 && layer == static_cast<int>(l) + 1);
         for (int t = 0; t < T; ++t) {
             Vec o = Vec::Zero(H * hd);
+            const int first = windowed ? std::max(0, t - static_cast<int>(c.sliding_window) + 1) : 0;
             for (int h = 0; h < H; ++h) {
                 const int g = h / (H / Hkv);
                 std::vector<double> p(t + 1);
                 double top = -1e300, sum = 0;
-                for (int s = 0; s <= t; ++s) {
+                for (int s = first; s <= t; ++s) {
                     p[s] = q[t].segment(h * hd, hd).dot(k[s].segment(g * hd, hd)) / std::sqrt(double(hd));
                     top = std::max(top, p[s]);
                 }
-                for (int s = 0; s <= t; ++s) sum += (p[s] = std::exp(p[s] - top));
-                for (int s = 0; s <= t; ++s) o.segment(h * hd, hd) += p[s] / sum * v[s].segment(g * hd, hd);
+                for (int s = first; s <= t; ++s) sum += (p[s] = std::exp(p[s] - top));
+                for (int s = first; s <= t; ++s) o.segment(h * hd, hd) += p[s] / sum * v[s].segment(g * hd, hd);
             }
             attn[t] = opt.attention ? lin(L.wo, L.bo, o) : Vec::Zero(d);
         }

@@ -463,38 +463,41 @@ TEST_CASE("forward: causal attention against float64, across query blocks and kv
         row_matrix<float> Q(z.T, z.heads * z.head_dim), K(z.S + 3, kv_dim), V(z.S + 3, kv_dim);  // caches have spare rows
         for (auto* m : {&Q, &K, &V})
             for (Eigen::Index i = 0; i < m->size(); ++i) m->data()[i] = n01(rng);
-        row_matrix<float> out;
-        causal_attention(Q, K, V, z.S, z.heads, z.kv_heads, z.head_dim, out);
-        REQUIRE(out.rows() == z.T);
-        REQUIRE(out.cols() == z.heads * z.head_dim);
-        double worst = 0;
-        for (std::int64_t h = 0; h < z.heads; ++h) {
-            const std::int64_t g = h / (z.heads / z.kv_heads);
-            for (std::int64_t t = 0; t < z.T; ++t) {
-                const std::int64_t visible = pos0 + t + 1;
-                std::vector<double> p(static_cast<std::size_t>(visible));
-                double top = -1e300, sum = 0;
-                for (std::int64_t s = 0; s < visible; ++s) {
-                    double dot = 0;
-                    for (std::int64_t j = 0; j < z.head_dim; ++j)
-                        dot += double(Q(t, h * z.head_dim + j)) * K(s, g * z.head_dim + j);
-                    p[s] = dot / std::sqrt(double(z.head_dim));
-                    top = std::max(top, p[s]);
-                }
-                for (auto& v : p) sum += (v = std::exp(v - top));
-                for (std::int64_t j = 0; j < z.head_dim; ++j) {
-                    double want = 0;
-                    for (std::int64_t s = 0; s < visible; ++s) want += p[s] / sum * V(s, g * z.head_dim + j);
-                    worst = std::max(worst, std::abs(out(t, h * z.head_dim + j) - want));
+        for (std::int64_t window : {0, 1, 5, 67}) {  // 0: no sliding window
+            CAPTURE(window);
+            row_matrix<float> out;
+            causal_attention(Q, K, V, z.S, z.heads, z.kv_heads, z.head_dim, out, window);
+            REQUIRE(out.rows() == z.T);
+            REQUIRE(out.cols() == z.heads * z.head_dim);
+            double worst = 0;
+            for (std::int64_t h = 0; h < z.heads; ++h) {
+                const std::int64_t g = h / (z.heads / z.kv_heads);
+                for (std::int64_t t = 0; t < z.T; ++t) {
+                    const std::int64_t visible = pos0 + t + 1, first = window > 0 ? std::max<std::int64_t>(0, visible - window) : 0;
+                    std::vector<double> p(static_cast<std::size_t>(visible));
+                    double top = -1e300, sum = 0;
+                    for (std::int64_t s = first; s < visible; ++s) {
+                        double dot = 0;
+                        for (std::int64_t j = 0; j < z.head_dim; ++j)
+                            dot += double(Q(t, h * z.head_dim + j)) * K(s, g * z.head_dim + j);
+                        p[s] = dot / std::sqrt(double(z.head_dim));
+                        top = std::max(top, p[s]);
+                    }
+                    for (std::int64_t s = first; s < visible; ++s) sum += (p[s] = std::exp(p[s] - top));
+                    for (std::int64_t j = 0; j < z.head_dim; ++j) {
+                        double want = 0;
+                        for (std::int64_t s = first; s < visible; ++s) want += p[s] / sum * V(s, g * z.head_dim + j);
+                        worst = std::max(worst, std::abs(out(t, h * z.head_dim + j) - want));
+                    }
                 }
             }
+            // The output is a convex combination of value rows (|v| < ~5 here). float32 scores of
+            // head_dim <= 64 products of N(0,1) values are off by ~1e-6 absolute, which moves each
+            // weight by about that much relative; the sums of S weighted values add S * 2^-24
+            // relative. Both stay below 1e-5 at these sizes; a wrong mask or head gives errors of
+            // order 0.1 to 1.
+            CHECK(worst <= 1e-5);
         }
-        // The output is a convex combination of value rows (|v| < ~5 here). float32 scores of
-        // head_dim <= 64 products of N(0,1) values are off by ~1e-6 absolute, which moves each
-        // weight by about that much relative; the sums of S weighted values add S * 2^-24
-        // relative. Both stay below 1e-5 at these sizes; a wrong mask or head gives errors of
-        // order 0.1 to 1.
-        CHECK(worst <= 1e-5);
     }
 }
 

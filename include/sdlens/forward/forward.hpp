@@ -400,7 +400,7 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
             vs = v.middleRows(i, S);
             apply_rope(qs, c.num_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
             apply_rope(ks, c.num_kv_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
-            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os);
+            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os, c.attention_window(layer));
             o.middleRows(i, S) = os;
         }
         linear({layer, linear_kind::o}, o, w.wo, out);
@@ -421,7 +421,7 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
     cache.k.middleRows(pos0, T) = k;
     cache.v.middleRows(pos0, T) = v;
 
-    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o);
+    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o, c.attention_window(layer));
     linear({layer, linear_kind::o}, o, w.wo, out);
     add_bias(out, s.bo);
 }

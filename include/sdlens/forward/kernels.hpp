@@ -98,6 +98,8 @@ void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B
 
 // Causal multi-head attention of T new queries (rows of Q, at positions S - T .. S - 1) over
 // the first S rows of the key and value caches. Query head q reads kv head q / (h / h_kv).
+// window > 0: the query at position p sees only the keys p - window + 1 .. p (sliding-window
+// attention); a block of queries starts its products at its first query's first key.
 //
 // The work is split into (head, block of query rows) items, and a block meets only the keys up
 // to its last position: a prompt costs half the products of a full T x S score matrix. Both
@@ -107,7 +109,7 @@ void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B
 template <class = void>
 void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, const row_matrix<float>& V,
                       std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim,
-                      row_matrix<float>& out)
+                      row_matrix<float>& out, std::int64_t window = 0)
 {
     const std::int64_t T = Q.rows();
     const std::int64_t group = heads / kv_heads;
@@ -131,24 +133,27 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
         for (std::int64_t item = 0; item < heads * blocks; ++item) {
             const std::int64_t h = item / blocks, b = item % blocks, g = h / group;
             const std::int64_t t0 = b * query_block, rows = std::min(query_block, T - t0);
-            const std::int64_t keys = pos0 + t0 + rows;  // visible to the block's last query
+            const std::int64_t end = pos0 + t0 + rows;  // keys visible to the block's last query
+            auto first_key = [&](std::int64_t p) { return window > 0 ? std::max<std::int64_t>(0, p + 1 - window) : 0; };
+            const std::int64_t k0 = first_key(pos0 + t0), keys = end - k0;  // the block's keys: k0 .. end - 1
             scores.resize(rows, keys);
             const float* q = Q.data() + t0 * ldq + h * head_dim;
-            detail::product_nt(q, ldq, rows, K.data() + g * head_dim, ldkv, keys, head_dim, scores.data(), keys, ws);
+            detail::product_nt(q, ldq, rows, K.data() + k0 * ldkv + g * head_dim, ldkv, keys, head_dim, scores.data(), keys, ws);
             for (std::int64_t i = 0; i < rows; ++i) {
-                const std::int64_t visible = pos0 + t0 + i + 1;
-                auto row = scores.row(i).head(visible);
+                const std::int64_t p = pos0 + t0 + i, lo = first_key(p) - k0, visible = p + 1 - k0;
+                auto row = scores.row(i).segment(lo, visible - lo);
                 const float top = row.maxCoeff();
                 row = ((row.array() - top) * scale).exp().matrix();
                 row /= row.sum();
+                scores.row(i).head(lo).setZero();
                 scores.row(i).tail(keys - visible).setZero();
             }
             float* o = out.data() + t0 * ldo + h * head_dim;
             if (transpose_values) {
-                detail::product_nt(scores.data(), keys, rows, vt.data() + g * head_dim * S, S, head_dim, keys, o, ldo, ws);
+                detail::product_nt(scores.data(), keys, rows, vt.data() + g * head_dim * S + k0, S, head_dim, keys, o, ldo, ws);
             } else {
                 Eigen::Map<row_matrix<float>, 0, Eigen::OuterStride<>> y(o, rows, head_dim, Eigen::OuterStride<>(ldo));
-                y.noalias() = scores * V.topRows(keys).middleCols(g * head_dim, head_dim);
+                y.noalias() = scores * V.middleRows(k0, keys).middleCols(g * head_dim, head_dim);
             }
         }
     }
@@ -157,7 +162,7 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
 // Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
 #define SDLENS_KERNELS_INSTANTIATIONS(X)                                                                        \
     X(void causal_attention(const row_matrix<float>&, const row_matrix<float>&, const row_matrix<float>&,       \
-                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&))
+                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&, std::int64_t))
 SDLENS_KERNELS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

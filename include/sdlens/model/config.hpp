@@ -113,6 +113,11 @@ struct model_config {
     rope_scaling_config rope_scaling;
     bool learned_positions = false;  // GPT-2
     bool tied_embeddings = false;
+    // Sliding-window attention (Mistral v0.1, Phi-3, Qwen2 with use_sliding_window): a query
+    // at position p sees the keys at p - window + 1 .. p, as Hugging Face's masks and llama.cpp
+    // do; 0 = every earlier key. In the layers listed (1-based), or in every layer when empty.
+    std::int64_t sliding_window = 0;
+    std::vector<int> sliding_window_layers;
 
     struct biases {
         bool qkv = false;    // q, k and v projections
@@ -126,6 +131,15 @@ struct model_config {
     std::int64_t eos_token = -1;
 
     std::int64_t kv_dim() const { return num_kv_heads * head_dim; }
+    // Keys a query sees at this layer (1-based), itself included; 0 = all earlier ones.
+    std::int64_t attention_window(int layer) const
+    {
+        if (sliding_window <= 0) return 0;
+        if (sliding_window_layers.empty()) return sliding_window;
+        for (int l : sliding_window_layers)
+            if (l == layer) return sliding_window;
+        return 0;
+    }
     std::int64_t q_dim() const { return num_heads * head_dim; }
 };
 
@@ -163,6 +177,8 @@ inline nlohmann::json to_json(const model_config& c)
                          : nlohmann::json{{"type", rope_scaling_name(c.rope_scaling.kind)}, {"name", c.rope_scaling.name},
                                           {"factor", c.rope_scaling.factor},
                                           {"original_max_positions", c.rope_scaling.original_max_positions}}},
+        {"sliding_window", c.sliding_window > 0 ? nlohmann::json{{"window", c.sliding_window}, {"layers", c.sliding_window_layers.empty() ? nlohmann::json("all") : nlohmann::json(c.sliding_window_layers)}}
+                                                : nlohmann::json(nullptr)},
         {"learned_positions", c.learned_positions},
         {"tied_embeddings", c.tied_embeddings},
         {"bias", {{"qkv", c.bias.qkv}, {"o", c.bias.o}, {"ffn", c.bias.ffn}, {"norm", c.bias.norm}}},

@@ -286,6 +286,8 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
         detail::gguf_rope_scaling(*ck, p, c);
     }
     c.learned_positions = c.family == model_family::gpt2;
+    // A window in the file is applied to every layer, as llama.cpp does for these architectures.
+    c.sliding_window = std::max<std::int64_t>(0, detail::gguf_int(*ck, p + "attention.sliding_window", 0));
 
     const auto& emb = ck->tensors.at("token_embd.weight");
     if (emb.shape.size() != 2) fail_input(path, "tensor 'token_embd.weight' is not a matrix");
@@ -460,8 +462,12 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
         }
     }
     if (c.family == model_family::neox) g.add_bool(p + "use_parallel_residual", c.parallel_residual);
-    // llama.cpp's Phi-3 will not load without a window; these models attend to all their context.
-    if (c.family == model_family::phi3) g.add_u32(p + "attention.sliding_window", static_cast<std::uint32_t>(c.max_positions));
+    // llama.cpp's Phi-3 will not load without a window (a window of the whole context is none);
+    // llama.cpp reads no window for the other families sdlens writes.
+    if (c.sliding_window > 0 && (c.family != model_family::phi3 || !c.sliding_window_layers.empty()))
+        fail_input(path, std::string("a sliding window has no GGUF form for ") + family_name(c.family) + " that llama.cpp reads");
+    if (c.family == model_family::phi3)
+        g.add_u32(p + "attention.sliding_window", static_cast<std::uint32_t>(c.sliding_window > 0 ? c.sliding_window : c.max_positions));
     const placeholder_vocabulary vocab = make_placeholder_vocabulary(c, delimiter_token);
     g.add_string("tokenizer.ggml.model", "llama");
     g.add_string_array("tokenizer.ggml.tokens", vocab.tokens);

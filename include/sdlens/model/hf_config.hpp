@@ -34,6 +34,8 @@ public:
         return nullptr;
     }
     bool has(std::initializer_list<const char*> names) const { return find(names) != nullptr; }
+    // The key is in the file, null included (HF tells an explicit null from its default).
+    bool written(const char* name) const { return j_.contains(name); }
 
     std::int64_t positive(std::initializer_list<const char*> names) const
     {
@@ -216,6 +218,42 @@ inline void hf_llama_like(const hf_keys& k, model_config& c)
     c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, false);
 }
 
+// Sliding-window attention as transformers reads it: Mistral's window applies to every layer
+// (default 4096 when the key is absent, none when null), Phi-3's likewise (default none);
+// Qwen2's only with use_sliding_window, in the layers layer_types names "sliding_attention" or,
+// without layer_types, from max_window_layers (0-based; default 28) on.
+inline void hf_sliding_window(const hf_keys& k, model_config& c)
+{
+    if (c.family == model_family::mistral || c.family == model_family::phi3) {
+        if (k.has({"sliding_window"})) c.sliding_window = k.positive({"sliding_window"});
+        else if (c.family == model_family::mistral && !k.written("sliding_window")) c.sliding_window = 4096;
+        return;
+    }
+    if (c.family != model_family::qwen2 || !k.boolean_or({"use_sliding_window"}, false) || !k.has({"sliding_window"})) return;
+    const std::int64_t window = k.positive({"sliding_window"});
+    std::vector<int> layers;
+    if (const auto* types = k.find({"layer_types"})) {
+        k.require(types->is_array() && static_cast<std::int64_t>(types->size()) == c.num_layers,
+                  "config key 'layer_types' is not a list of " + std::to_string(c.num_layers) + " layer types");
+        for (std::size_t i = 0; i < types->size(); ++i) {
+            const auto& t = (*types)[i];
+            k.require(t.is_string() && (t == "sliding_attention" || t == "full_attention"),
+                      "config key 'layer_types' has an entry that is neither 'sliding_attention' nor 'full_attention'");
+            if (t == "sliding_attention") layers.push_back(static_cast<int>(i + 1));
+        }
+    } else {
+        std::int64_t first = 28;
+        if (const auto* m = k.find({"max_window_layers"})) {
+            k.require(m->is_number_integer() && m->get<std::int64_t>() >= 0, "config key 'max_window_layers' is not a count of layers");
+            first = m->get<std::int64_t>();
+        }
+        for (std::int64_t i = first; i < c.num_layers; ++i) layers.push_back(static_cast<int>(i + 1));
+    }
+    if (layers.empty()) return;  // no layer uses the window
+    c.sliding_window = window;
+    if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
+}
+
 inline void hf_head_dim(const hf_keys& k, model_config& c, bool from_config)
 {
     if (from_config && k.has({"head_dim"})) {
@@ -349,6 +387,7 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
     k.require(c.rotary_dims % 2 == 0 && c.rotary_dims <= c.head_dim,
               "rotary dimensions " + std::to_string(c.rotary_dims) + " are odd or exceed the head size");
     detail::hf_rope_scaling(k, c);
+    detail::hf_sliding_window(k, c);
     return c;
 }
 

@@ -60,6 +60,12 @@ inline nlohmann::json hf_config_keys(const model_config& c)
     using nlohmann::json;
     json j;
     const bool standard_head_dim = c.num_heads > 0 && c.head_dim * c.num_heads == c.hidden_size;
+    if (c.sliding_window > 0) {
+        const bool windowed = c.family == model_family::mistral || c.family == model_family::qwen2 || c.family == model_family::phi3;
+        if (!windowed || (!c.sliding_window_layers.empty() && c.family != model_family::qwen2))
+            throw input_error(std::string("a sliding window") + (windowed ? " in some layers only" : "") + " has no " +
+                              family_name(c.family) + " config.json form");
+    }
     switch (c.family) {
     case model_family::llama:
     case model_family::mistral:
@@ -85,15 +91,21 @@ inline nlohmann::json hf_config_keys(const model_config& c)
             j["attention_bias"] = c.bias.qkv;
             j["mlp_bias"] = false;
         }
-        if (c.family == model_family::mistral) j["sliding_window"] = nullptr;
+        const nlohmann::json window = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
+        if (c.family == model_family::mistral) j["sliding_window"] = window;
         if (c.family == model_family::qwen2) {
-            j["use_sliding_window"] = false;
-            j["sliding_window"] = c.max_positions;
+            j["use_sliding_window"] = c.sliding_window > 0;
+            j["sliding_window"] = c.sliding_window > 0 ? c.sliding_window : c.max_positions;
+            if (c.sliding_window > 0) {
+                std::vector<std::string> types;
+                for (int l = 1; l <= c.num_layers; ++l) types.push_back(c.attention_window(l) > 0 ? "sliding_attention" : "full_attention");
+                j["layer_types"] = types;
+            }
             j["max_window_layers"] = c.num_layers;
         }
         if (c.family == model_family::phi3) {
             j["original_max_position_embeddings"] = c.max_positions;
-            j["sliding_window"] = nullptr;
+            j["sliding_window"] = window;
             if (c.rotary_dims != c.head_dim) j["partial_rotary_factor"] = rotary_fraction(c);
         }
         break;

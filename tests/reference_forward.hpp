@@ -139,7 +139,7 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
             if (static_cast<int>(l) + 1 == opt.ffn_layer) r.ffn_input.row(t) = f_in.transpose();
             Vec inner;
             if (c.activation == activation_kind::swiglu) {
-                const Vec g = lin(L.w_gate, Eigen::VectorXf(), f_in);
+                const Vec g = lin(L.w_gate, L.b_gate, f_in);
                 const Vec u = lin(L.w_up, L.b_up, f_in);
                 inner = Vec(g.size());
                 for (Eigen::Index i = 0; i < g.size(); ++i) inner[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];

@@ -422,7 +422,6 @@ TEST_CASE("configs the forward pass could not honour, and inconsistent ones, are
                        {"rope_scaling"});
     expect_input_error([&] { cfg(R"({"model_type":"llama",)" + llama + R"(,"num_key_value_heads":3})"); }, {"key/value head"});
     expect_input_error([&] { cfg(R"({"model_type":"llama",)" + llama + R"(,"hidden_act":"gelu"})"); }, {"hidden_act"});
-    expect_input_error([&] { cfg(R"({"model_type":"llama",)" + llama + R"(,"mlp_bias":true})"); }, {"mlp_bias"});
     expect_input_error([&] { cfg(R"({"model_type":"llama","hidden_size":-64,"num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":96,"vocab_size":10})"); },
                        {"hidden_size", "positive"});
     expect_input_error([&] { cfg(R"({"model_type":"falcon","alibi":true,"hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,"vocab_size":10})"); },

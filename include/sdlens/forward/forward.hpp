@@ -57,7 +57,7 @@ public:
 private:
     struct small_weights {
         Eigen::VectorXf attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias;
-        Eigen::VectorXf bq, bk, bv, bo, b_up, b_down;
+        Eigen::VectorXf bq, bk, bv, bo, b_gate, b_up, b_down;
     };
     struct kv_cache {
         row_matrix<float> k, v;  // capacity x kv_dim; the first position() rows are filled
@@ -140,6 +140,7 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
         s.bk = dense_or_empty(w.bk);
         s.bv = dense_or_empty(w.bv);
         s.bo = dense_or_empty(w.bo);
+        s.b_gate = dense_or_empty(w.b_gate);
         s.b_up = dense_or_empty(w.b_up);
         s.b_down = dense_or_empty(w.b_down);
         small_.push_back(std::move(s));
@@ -436,6 +437,7 @@ void basic_session<D>::ffn(int layer, const layer_weights& w, const small_weight
     add_bias(up, s.b_up);
     if (c.activation == activation_kind::swiglu) {
         linear({layer, linear_kind::gate}, x, w.w_gate, gate);
+        add_bias(gate, s.b_gate);
         up.array() *= gate.unaryExpr([](float g) { return silu(g); }).array();
     } else if (c.activation == activation_kind::gelu_tanh) {
         up = up.unaryExpr([](float u) { return gelu_tanh(u); });

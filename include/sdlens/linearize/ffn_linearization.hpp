@@ -114,6 +114,9 @@ ffn_row_scales exact_ffn_row_scales(const model_config& config, const layer_weig
     if (!w.w_up) throw input_error("layer has no FFN up projection");
     if (config.activation == activation_kind::swiglu) {
         if (!w.w_gate) throw input_error("SwiGLU layer has no FFN gate projection");
+        // Biased gate and up rows shift both Gaussians' means: expectations not implemented.
+        if (w.b_gate || w.b_up)
+            throw input_error("gated FFN with biases (mlp_bias): its exact linearization is not implemented");
         if (w.w_gate.rows != w.w_up.rows || w.w_gate.cols != w.w_up.cols)
             throw input_error("FFN gate and up projections differ in shape");
         Eigen::VectorXd norm2, dot;
@@ -151,12 +154,13 @@ template <class Scalar>
 block_of<Scalar> ffn_nonlinearity(const model_config& config, const layer_weights& w, const block_of<Scalar>& z)
 {
     block_of<Scalar> up = streaming_multiply<Scalar>(w.w_up, z);
+    if (w.b_up) up.colwise() += to_dense<Scalar>(w.b_up);
     if (config.activation == activation_kind::swiglu) {
-        const block_of<Scalar> gate = streaming_multiply<Scalar>(w.w_gate, z);
+        block_of<Scalar> gate = streaming_multiply<Scalar>(w.w_gate, z);
+        if (w.b_gate) gate.colwise() += to_dense<Scalar>(w.b_gate);
         return gate.unaryExpr([](Scalar a) { return static_cast<Scalar>(activation::silu(double(a))); })
             .cwiseProduct(up);
     }
-    if (w.b_up) up.colwise() += to_dense<Scalar>(w.b_up);
     const activation_kind k = config.activation;
     return up.unaryExpr([k](Scalar a) { return static_cast<Scalar>(activation::gelu(k, double(a))); });
 }

@@ -17,7 +17,7 @@ struct dense_layer {
     Eigen::VectorXf attn_norm, attn_norm_bias;
     Eigen::VectorXf ffn_norm, ffn_norm_bias;
     row_matrix<float> w_gate, w_up, w_down;  // (M, d), (M, d), (d, M)
-    Eigen::VectorXf b_up, b_down;
+    Eigen::VectorXf b_gate, b_up, b_down;
 };
 
 struct dense_weights {
@@ -52,6 +52,7 @@ inline dense_layer materialize(const layer_weights& w)
     d.w_gate = dense_or_empty(w.w_gate);
     d.w_up = dense_or_empty(w.w_up);
     d.w_down = dense_or_empty(w.w_down);
+    d.b_gate = dense_or_empty(w.b_gate);
     d.b_up = dense_or_empty(w.b_up);
     d.b_down = dense_or_empty(w.b_down);
     return d;

@@ -219,7 +219,10 @@ inline void attach_gguf_views(model& m)
             w.w_gate = row_slice(up, 0, M);
             w.w_up = row_slice(up, M, M);
         } else {
-            if (c.activation == activation_kind::swiglu) w.w_gate = matrix(name("ffn_gate.weight"), M, d);
+            if (c.activation == activation_kind::swiglu) {
+                w.w_gate = matrix(name("ffn_gate.weight"), M, d);
+                w.b_gate = opt_vec(name("ffn_gate.bias"), M);
+            }
             w.w_up = matrix(name("ffn_up.weight"), M, d);
             w.b_up = opt_vec(name("ffn_up.bias"), M);
         }
@@ -548,6 +551,7 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
             put_matrix(name("ffn_up.weight"), detail::stack_rows(L.w_gate, L.w_up));
         } else {
             put_matrix(name("ffn_gate.weight"), L.w_gate);
+            put_vector(name("ffn_gate.bias"), L.b_gate);
             put_matrix(name("ffn_up.weight"), L.w_up);
         }
         put_vector(name("ffn_up.bias"), L.b_up);

@@ -292,7 +292,7 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
         if (c.family == model_family::qwen2) c.bias.qkv = true;
         if (c.family == model_family::llama) {
             c.bias.qkv = c.bias.o = k.boolean_or({"attention_bias"}, false);
-            k.require(!k.boolean_or({"mlp_bias"}, false), "config key 'mlp_bias' is true: biased gated MLPs are unsupported");
+            c.bias.ffn = k.boolean_or({"mlp_bias"}, false);
         }
         break;
     }

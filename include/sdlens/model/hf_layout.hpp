@@ -19,7 +19,7 @@ enum class hf_slot {
     token_embedding, position_embedding, final_norm, final_norm_bias, lm_head,
     wq, wk, wv, wo, bq, bk, bv, bo,
     attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias,
-    w_gate, w_up, w_down, b_up, b_down,
+    w_gate, w_up, w_down, b_up, b_down, b_gate,
 };
 
 inline const char* hf_slot_name(hf_slot s)
@@ -28,7 +28,7 @@ inline const char* hf_slot_name(hf_slot s)
         "token_embedding", "position_embedding", "final_norm", "final_norm_bias", "lm_head",
         "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo",
         "attn_norm", "attn_norm_bias", "ffn_norm", "ffn_norm_bias",
-        "w_gate", "w_up", "w_down", "b_up", "b_down",
+        "w_gate", "w_up", "w_down", "b_up", "b_down", "b_gate",
     };
     return names[static_cast<int>(s)];
 }
@@ -66,6 +66,7 @@ void visit_slot(Model& m, std::int64_t layer, hf_slot s, F&& f)
     case hf_slot::w_down: f(l.w_down); return;
     case hf_slot::b_up: f(l.b_up); return;
     case hf_slot::b_down: f(l.b_down); return;
+    case hf_slot::b_gate: f(l.b_gate); return;
     default: return;
     }
 }
@@ -199,11 +200,11 @@ inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std:
                 b.linear(p + "self_attn.q_proj", l, S::wq, S::bq, c.bias.qkv, c.q_dim(), d);
                 b.linear(p + "self_attn.k_proj", l, S::wk, S::bk, c.bias.qkv, c.kv_dim(), d);
                 b.linear(p + "self_attn.v_proj", l, S::wv, S::bv, c.bias.qkv, c.kv_dim(), d);
-                b.matrix(p + "mlp.gate_proj.weight", l, S::w_gate, M, d);
-                b.matrix(p + "mlp.up_proj.weight", l, S::w_up, M, d);
+                b.linear(p + "mlp.gate_proj", l, S::w_gate, S::b_gate, c.bias.ffn, M, d);
+                b.linear(p + "mlp.up_proj", l, S::w_up, S::b_up, c.bias.ffn, M, d);
             }
             b.linear(p + "self_attn.o_proj", l, S::wo, S::bo, c.bias.o, d, c.q_dim());
-            b.matrix(p + "mlp.down_proj.weight", l, S::w_down, d, M);
+            b.linear(p + "mlp.down_proj", l, S::w_down, S::b_down, c.bias.ffn, d, M);
             b.norm(p + "post_attention_layernorm", l, S::ffn_norm, S::ffn_norm_bias, c);
         }
         b.norm("model.norm", -1, S::final_norm, S::final_norm_bias, c);

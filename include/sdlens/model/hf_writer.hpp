@@ -89,7 +89,7 @@ inline nlohmann::json hf_config_keys(const model_config& c)
         j["tie_word_embeddings"] = c.tied_embeddings;
         if (c.family == model_family::llama) {
             j["attention_bias"] = c.bias.qkv;
-            j["mlp_bias"] = false;
+            j["mlp_bias"] = c.bias.ffn;
         }
         const nlohmann::json window = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
         if (c.family == model_family::mistral) j["sliding_window"] = window;

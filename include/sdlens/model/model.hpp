@@ -20,7 +20,7 @@ struct layer_weights {
     vector_view attn_norm, attn_norm_bias;
     vector_view ffn_norm, ffn_norm_bias;
     matrix_view w_gate, w_up, w_down;
-    vector_view b_up, b_down;
+    vector_view b_gate, b_up, b_down;  // b_gate: gated FFNs with biases (Llama's mlp_bias)
 };
 
 struct model {

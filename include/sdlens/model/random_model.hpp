@@ -155,6 +155,7 @@ inline dense_weights random_weights(const model_config& c, std::uint64_t seed)
         x.bo = bias(c.bias.o, d);
         if (!c.shared_input_norm) norm(x.ffn_norm, x.ffn_norm_bias);
         if (c.activation == activation_kind::swiglu) x.w_gate = matrix(M, d);
+        if (c.activation == activation_kind::swiglu) x.b_gate = bias(c.bias.ffn, M);
         x.w_up = matrix(M, d);
         x.b_up = bias(c.bias.ffn, M);
         x.w_down = matrix(d, M);

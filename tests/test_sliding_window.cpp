@@ -88,6 +88,11 @@ TEST_CASE("sliding windows in config.json, as transformers reads them")
     q["max_window_layers"] = 1;
     q["sliding_window"] = 0;
     CHECK_THROWS_AS(hf_model_config(q, "c"), input_error);
+    // Found by fuzz_hf_config: a billion layers made a billion-entry layer list before any tensor
+    // was read; the count is refused first.
+    q["sliding_window"] = 8;
+    q["num_hidden_layers"] = 1000000000;
+    CHECK_THROWS_WITH_AS(hf_model_config(q, "c"), doctest::Contains("impossibly large"), input_error);
 }
 
 TEST_CASE("sliding windows: the forward pass matches the float64 reference over several windows")

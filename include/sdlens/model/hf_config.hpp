@@ -382,6 +382,8 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
     }
     }
     k.require(c.head_dim <= (std::int64_t(1) << 40) / c.num_heads, "heads x head_dim is impossibly large");
+    // Per-layer lists (sliding windows) are sized by it before any tensor is seen.
+    k.require(c.num_layers <= (std::int64_t(1) << 16), "the layer count " + std::to_string(c.num_layers) + " is impossibly large");
     k.require(c.num_heads % c.num_kv_heads == 0, "the head count " + std::to_string(c.num_heads) +
                                                      " is not a multiple of the key/value head count " + std::to_string(c.num_kv_heads));
     k.require(c.rotary_dims % 2 == 0 && c.rotary_dims <= c.head_dim,

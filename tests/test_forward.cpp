@@ -24,6 +24,7 @@
 #define SDLENS_TEST_HAS_TOKENIZER 1
 #endif
 
+#include "forward_compare.hpp"
 #include "reference_forward.hpp"
 #include "support.hpp"
 
@@ -261,16 +262,8 @@ std::vector<int> some_tokens(const model_config& c, int T, unsigned seed)
     return t;
 }
 
-double relative_error(const Eigen::MatrixXd& got, const Eigen::MatrixXd& want) { return (got - want).norm() / want.norm(); }
-
-Eigen::MatrixXd hidden_at(const forward_result& r, std::size_t l)
-{
-    const auto T = r.hidden.shape()[1], d = r.hidden.shape()[2];
-    Eigen::MatrixXd h(T, d);
-    for (std::size_t t = 0; t < T; ++t)
-        for (std::size_t i = 0; i < d; ++i) h(t, i) = r.hidden(l, t, i);
-    return h;
-}
+using test::hidden_at;
+using test::relative_error;
 
 const model_family all_families[] = {model_family::llama, model_family::mistral, model_family::qwen2, model_family::phi3,
                                      model_family::gpt2,  model_family::neox,    model_family::falcon};

@@ -16,6 +16,7 @@
 #include <sdlens/model/load.hpp>
 #include <sdlens/model/random_model.hpp>
 
+#include "forward_compare.hpp"
 #include "reference_forward.hpp"
 #include "support.hpp"
 
@@ -172,19 +173,6 @@ TEST_CASE("gemm: the BF16 kernel rounds activations to nearest, ties to even")
         for (int n = 0; n < 3; ++n) CHECK(Y(t, n) == out[n]);
 }
 
-namespace {
-double relative_difference(const Eigen::MatrixXd& got, const Eigen::MatrixXd& want) { return (got - want).norm() / want.norm(); }
-
-Eigen::MatrixXd hidden_layer(const sdlens::forward_result& r, std::size_t l)
-{
-    const auto T = r.hidden.shape()[1], d = r.hidden.shape()[2];
-    Eigen::MatrixXd h(T, d);
-    for (std::size_t t = 0; t < T; ++t)
-        for (std::size_t i = 0; i < d; ++i) h(t, i) = r.hidden(l, t, i);
-    return h;
-}
-}  // namespace
-
 TEST_CASE("gemm: forward with bf16_activations stays close to the default pass, which is unchanged")
 {
     using namespace sdlens;
@@ -209,18 +197,18 @@ TEST_CASE("gemm: forward with bf16_activations stays close to the default pass, 
         CAPTURE(l);
         // Default: float32 products of 64..96 terms, ~1e-6 relative, far below 1e-5 after two
         // layers (the bound test_forward.cpp uses, against the same float64 reference).
-        CHECK(relative_difference(hidden_layer(plain, l), ref.hidden[l]) <= 1e-5);
+        CHECK(sdlens::test::relative_error(sdlens::test::hidden_at(plain, l), ref.hidden[l]) <= 1e-5);
         // Each rounded activation moves by <= 2^-8 ~ 4e-3 of itself (~1e-3 typically), with
         // random signs, so a product moves by ~1e-3 of its size; the f32 errors above grow ~7x
         // through the layers (4e-7 from u = 6e-8), which makes a few 1e-3 here.
-        CHECK(relative_difference(hidden_layer(rounded, l), hidden_layer(plain, l)) <= 1e-2);
+        CHECK(sdlens::test::relative_error(sdlens::test::hidden_at(rounded, l), sdlens::test::hidden_at(plain, l)) <= 1e-2);
     }
-    CHECK(relative_difference(plain.logits.cast<double>(), ref.logits) <= 1e-5);
-    CHECK(relative_difference(rounded.logits.cast<double>(), plain.logits.cast<double>()) <= 1e-2);
+    CHECK(sdlens::test::relative_error(plain.logits.cast<double>(), ref.logits) <= 1e-5);
+    CHECK(sdlens::test::relative_error(rounded.logits.cast<double>(), plain.logits.cast<double>()) <= 1e-2);
     if (kernels::has_avx512_bf16()) {
         // The option does take effect: layer 1's output already carries the rounding (~1e-3
         // relative, a hundred times the f32 error).
-        CHECK(relative_difference(hidden_layer(rounded, 1), hidden_layer(plain, 1)) > 1e-4);
+        CHECK(sdlens::test::relative_error(sdlens::test::hidden_at(rounded, 1), sdlens::test::hidden_at(plain, 1)) > 1e-4);
     } else {
         MESSAGE("no AVX512-BF16: bf16_activations is ignored, the passes are the same");
     }

@@ -15,6 +15,7 @@
 #include <sdlens/model/load.hpp>
 #include <sdlens/model/random_model.hpp>
 
+#include "forward_compare.hpp"
 #include "reference_forward.hpp"
 #include "support.hpp"
 
@@ -29,7 +30,7 @@ model_config biased_llama()
     return c;
 }
 
-double relative_error(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return (a - b).norm() / b.norm(); }
+using test::relative_error;
 
 void check_forward(const model& m)
 {

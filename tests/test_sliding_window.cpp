@@ -15,6 +15,7 @@
 #include <sdlens/model/load.hpp>
 #include <sdlens/model/random_model.hpp>
 
+#include "forward_compare.hpp"
 #include "reference_forward.hpp"
 #include "support.hpp"
 
@@ -29,16 +30,8 @@ json llama_like(const std::string& type, int layers = 4)
             {"intermediate_size", 96},  {"vocab_size", 32},    {"max_position_embeddings", 64}};
 }
 
-double relative_error(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return (a - b).norm() / b.norm(); }
-
-Eigen::MatrixXd hidden_at(const forward_result& r, std::size_t l)
-{
-    const std::size_t T = r.hidden.shape()[1], d = r.hidden.shape()[2];
-    Eigen::MatrixXd h(T, d);
-    for (std::size_t t = 0; t < T; ++t)
-        for (std::size_t i = 0; i < d; ++i) h(t, i) = r.hidden(l, t, i);
-    return h;
-}
+using test::hidden_at;
+using test::relative_error;
 
 }  // namespace
 

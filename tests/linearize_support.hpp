@@ -93,7 +93,10 @@ inline built_model make_model(model_family family, std::int64_t d, std::int64_t 
     c.ffn_size = m_ffn;
     const std::int64_t hd = d / heads, kv = kv_heads * hd;
     const bool gelu = family == model_family::gpt2 || family == model_family::neox || family == model_family::falcon;
-    c.activation = family == model_family::gpt2 ? activation_kind::gelu_tanh : gelu ? activation_kind::gelu_erf : activation_kind::swiglu;
+    c.activation = family == model_family::gpt2 ? activation_kind::gelu_tanh
+                   : gelu                        ? activation_kind::gelu_erf
+                   : is_gemma(family)            ? activation_kind::geglu_tanh
+                                                 : activation_kind::swiglu;
     c.norm = gelu ? norm_kind::layer : norm_kind::rms;
     c.parallel_residual = family == model_family::neox || family == model_family::falcon;
     c.shared_input_norm = family == model_family::falcon;
@@ -115,7 +118,7 @@ inline built_model make_model(model_family family, std::int64_t d, std::int64_t 
             w.add(p + "up", {m_ffn, d}, w.matrix(m_ffn, d, spread));
             w.add(p + "down", {d, m_ffn}, w.matrix(d, m_ffn));
         }
-        if (c.activation == activation_kind::swiglu)
+        if (is_gated(c.activation))
             w.add(p + "gate", {m_ffn, d}, w.matrix(m_ffn, d, [](std::int64_t i) { return spread(i * 7 + 3); }));
         else {
             std::vector<float> bias = w.matrix(1, m_ffn);
@@ -147,7 +150,7 @@ inline built_model make_model(model_family family, std::int64_t d, std::int64_t 
             lw.w_up = whole(ts.at(p + "up"));
             lw.w_down = whole(ts.at(p + "down"));
         }
-        if (c.activation == activation_kind::swiglu) lw.w_gate = whole(ts.at(p + "gate"));
+        if (is_gated(c.activation)) lw.w_gate = whole(ts.at(p + "gate"));
         else lw.b_up = whole_vector(ts.at(p + "b_up"));
         b.m.layers.push_back(lw);
     }
@@ -167,16 +170,21 @@ inline dense_reference reference(const model& m, std::int64_t layer, const ffn_r
     const std::int64_t d = c.hidden_size, hd = c.head_dim, rep = c.num_heads / c.num_kv_heads;
     MatrixXd P = MatrixXd::Identity(d, d);
     if (center) P.array() -= 1.0 / double(d);
-    const VectorXd g1 = w.attn_norm.cast<double>();
-    const VectorXd g2 = w.ffn_norm.size() ? w.ffn_norm.cast<double>() : g1;
+    // Gains: the stored weights plus the config's offset (Gemma's 1 + w).
+    const auto gain = [&](const Eigen::VectorXf& v) { return VectorXd(v.cast<double>().array() + c.norm_weight_offset); };
+    const VectorXd g1 = gain(w.attn_norm);
+    const VectorXd g2 = w.ffn_norm.size() ? gain(w.ffn_norm) : g1;
+    // Sandwich norms (Gemma 2/3) scale each branch's output by their gains too.
+    const VectorXd post_a = c.sandwich_norms ? gain(w.post_attn_norm) : VectorXd::Ones(d);
+    const VectorXd post_f = c.sandwich_norms ? gain(w.post_ffn_norm) : VectorXd::Ones(d);
     MatrixXd wv_rep(c.num_heads * hd, d);
     for (std::int64_t row = 0; row < wv_rep.rows(); ++row)
         wv_rep.row(row) = w.wv.row((row / hd / rep) * hd + row % hd).cast<double>();
     dense_reference r;
-    r.a = w.wo.cast<double>() * wv_rep * g1.asDiagonal() * P;
+    r.a = post_a.asDiagonal() * w.wo.cast<double>() * wv_rep * g1.asDiagonal() * P;
     MatrixXd f1 = scales.up_scale.asDiagonal() * w.w_up.cast<double>();
     if (scales.gate_scale.size()) f1 += scales.gate_scale.asDiagonal() * w.w_gate.cast<double>();
-    r.f = w.w_down.cast<double>() * f1 * g2.asDiagonal() * P;
+    r.f = post_f.asDiagonal() * w.w_down.cast<double>() * f1 * g2.asDiagonal() * P;
     const MatrixXd I = MatrixXd::Identity(d, d);
     r.l = c.parallel_residual ? MatrixXd(I + r.a + r.f) : MatrixXd((I + r.f) * (I + r.a));
     r.r = r.l - I;

@@ -4,6 +4,7 @@
 // nothing with include/sdlens/forward/ beyond the model description.
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -27,20 +28,21 @@ namespace ref {
 using Mat = Eigen::MatrixXd;
 using Vec = Eigen::VectorXd;
 
+// The gain is the stored weight plus the config's offset (Gemma: 1 + w).
 inline Vec norm(const model_config& c, const Vec& x, const Eigen::VectorXf& g, const Eigen::VectorXf& b)
 {
     const double n = static_cast<double>(x.size());
     Vec y(x.size());
     if (c.norm == norm_kind::rms) {
         const double ms = x.squaredNorm() / n;
-        for (Eigen::Index i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c.norm_eps) * g[i];
+        for (Eigen::Index i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c.norm_eps) * (g[i] + c.norm_weight_offset);
     } else {
         const double mean = x.sum() / n;
         double var = 0;
         for (Eigen::Index i = 0; i < x.size(); ++i) var += (x[i] - mean) * (x[i] - mean);
         var /= n;
         for (Eigen::Index i = 0; i < x.size(); ++i)
-            y[i] = (x[i] - mean) / std::sqrt(var + c.norm_eps) * g[i] + (b.size() ? b[i] : 0.0);
+            y[i] = (x[i] - mean) / std::sqrt(var + c.norm_eps) * (g[i] + c.norm_weight_offset) + (b.size() ? b[i] : 0.0);
     }
     return y;
 }
@@ -52,13 +54,20 @@ inline Vec lin(const row_matrix<float>& W, const Eigen::VectorXf& b, const Vec& 
     return y;
 }
 
-// Rotates one head's vector in place at position pos.
-inline void rope(const model_config& c, double* v, int pos)
+// Rotates one head's vector in place at position pos, in layer `layer` (1-based). Besides plain
+// RoPE only linear scaling (frequencies / factor), and Gemma 3's sliding layers, which rotate
+// with their own base and unscaled; test_rope_scaling checks the other kinds in closed form.
+inline void rope(const model_config& c, double* v, int pos, int layer)
 {
     if (c.rope == rope_style::none) return;
+    const bool local = c.rope_theta_local > 0 && c.attention_window(layer) > 0;
+    const double theta = local ? c.rope_theta_local : c.rope_theta;
+    const double divide = !local && c.rope_scaling.kind == rope_scaling_kind::linear ? c.rope_scaling.factor : 1.0;
+    if (!local && c.rope_scaling.kind != rope_scaling_kind::none && c.rope_scaling.kind != rope_scaling_kind::linear)
+        throw std::logic_error("reference_forward: RoPE scaling other than linear");
     const int rot = static_cast<int>(c.rotary_dims);
     for (int i = 0; i < rot / 2; ++i) {
-        const double freq = 1.0 / std::pow(c.rope_theta, 2.0 * i / rot);
+        const double freq = 1.0 / std::pow(theta, 2.0 * i / rot) / divide;
         const double ang = pos * freq;
         const int a = c.rope == rope_style::adjacent ? 2 * i : i;
         const int b = c.rope == rope_style::adjacent ? 2 * i + 1 : i + rot / 2;
@@ -70,7 +79,7 @@ inline void rope(const model_config& c, double* v, int pos)
 
 inline double act(activation_kind k, double x)
 {
-    if (k == activation_kind::gelu_tanh)
+    if (k == activation_kind::gelu_tanh || k == activation_kind::geglu_tanh)
         return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
     return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
 }
@@ -88,7 +97,7 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
 
     std::vector<Vec> x(T);
     for (int t = 0; t < T; ++t) {
-        x[t] = w.token_embedding.row(tokens[t]).transpose().cast<double>();
+        x[t] = w.token_embedding.row(tokens[t]).transpose().cast<double>() * c.embedding_scale;
         if (c.learned_positions) x[t] += w.position_embedding.row(t).transpose().cast<double>();
     }
     auto snapshot = [&] {
@@ -106,8 +115,12 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
             q[t] = lin(L.wq, L.bq, a[t]);
             k[t] = lin(L.wk, L.bk, a[t]);
             v[t] = lin(L.wv, L.bv, a[t]);
-            for (int h = 0; h < H; ++h) rope(c, q[t].data() + h * hd, t);
-            for (int h = 0; h < Hkv; ++h) rope(c, k[t].data() + h * hd, t);
+            if (c.qk_norm) {  // RMSNorm of each head, before the rotation
+                for (int h = 0; h < H; ++h) q[t].segment(h * hd, hd) = norm(c, q[t].segment(h * hd, hd), L.q_norm, {});
+                for (int h = 0; h < Hkv; ++h) k[t].segment(h * hd, hd) = norm(c, k[t].segment(h * hd, hd), L.k_norm, {});
+            }
+            for (int h = 0; h < H; ++h) rope(c, q[t].data() + h * hd, t, static_cast<int>(l) + 1);
+            for (int h = 0; h < Hkv; ++h) rope(c, k[t].data() + h * hd, t, static_cast<int>(l) + 1);
         }
         // Sliding window: position t sees t - W + 1 .. t (Hugging Face's mask, q - k < W).
         bool windowed = c.sliding_window > 0 && c.sliding_window_layers.empty();
@@ -120,13 +133,16 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
                 std::vector<double> p(t + 1);
                 double top = -1e300, sum = 0;
                 for (int s = first; s <= t; ++s) {
-                    p[s] = q[t].segment(h * hd, hd).dot(k[s].segment(g * hd, hd)) / std::sqrt(double(hd));
+                    p[s] = q[t].segment(h * hd, hd).dot(k[s].segment(g * hd, hd)) *
+                           (c.attention_scale > 0 ? c.attention_scale : 1 / std::sqrt(double(hd)));
+                    if (c.attention_softcap > 0) p[s] = c.attention_softcap * std::tanh(p[s] / c.attention_softcap);
                     top = std::max(top, p[s]);
                 }
                 for (int s = first; s <= t; ++s) sum += (p[s] = std::exp(p[s] - top));
                 for (int s = first; s <= t; ++s) o.segment(h * hd, hd) += p[s] / sum * v[s].segment(g * hd, hd);
             }
             attn[t] = opt.attention ? lin(L.wo, L.bo, o) : Vec::Zero(d);
+            if (opt.attention && c.sandwich_norms) attn[t] = norm(c, attn[t], L.post_attn_norm, {});
         }
         for (int t = 0; t < T; ++t) {
             Vec f_in;
@@ -143,11 +159,18 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
                 const Vec u = lin(L.w_up, L.b_up, f_in);
                 inner = Vec(g.size());
                 for (Eigen::Index i = 0; i < g.size(); ++i) inner[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+            } else if (c.activation == activation_kind::geglu_tanh) {
+                const Vec g = lin(L.w_gate, L.b_gate, f_in);
+                const Vec u = lin(L.w_up, L.b_up, f_in);
+                inner = Vec(g.size());
+                for (Eigen::Index i = 0; i < g.size(); ++i) inner[i] = act(c.activation, g[i]) * u[i];
             } else {
                 inner = lin(L.w_up, L.b_up, f_in);
                 for (Eigen::Index i = 0; i < inner.size(); ++i) inner[i] = act(c.activation, inner[i]);
             }
-            x[t] += lin(L.w_down, L.b_down, inner);
+            Vec f_out = lin(L.w_down, L.b_down, inner);
+            if (c.sandwich_norms) f_out = norm(c, f_out, L.post_ffn_norm, {});
+            x[t] += f_out;
             if (c.parallel_residual) x[t] += attn[t];
         }
         snapshot();
@@ -155,8 +178,10 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
 
     const row_matrix<float>& head = w.lm_head.size() ? w.lm_head : w.token_embedding;
     r.logits = Mat(T, head.rows());
-    for (int t = 0; t < T; ++t)
+    for (int t = 0; t < T; ++t) {
         r.logits.row(t) = (head.cast<double>() * norm(c, x[t], w.final_norm, w.final_norm_bias)).transpose();
+        if (c.logit_softcap > 0) r.logits.row(t) = (r.logits.row(t).array() / c.logit_softcap).tanh() * c.logit_softcap;
+    }
     return r;
 }
 

@@ -6,9 +6,12 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+
+#include <sdlens/core/error.hpp>
 
 namespace sdlens::test {
 
@@ -56,6 +59,22 @@ public:
 private:
     std::filesystem::path path_;
 };
+
+// f() must throw sdlens::input_error whose message contains every fragment.
+template <class F>
+void expect_input_error(F&& f, const std::vector<std::string>& fragments)
+{
+    bool thrown = false;
+    try {
+        f();
+    } catch (const input_error& e) {
+        thrown = true;
+        const std::string msg = e.what();
+        CAPTURE(msg);
+        for (const auto& s : fragments) CHECK(msg.find(s) != std::string::npos);
+    }
+    CHECK(thrown);
+}
 
 #ifdef SDLENS_CLI
 struct cli_result {

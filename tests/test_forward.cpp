@@ -83,6 +83,9 @@ model_config family_config(model_family f)
         c.bias.norm = true;
         c.tied_embeddings = true;
         break;
+    default:  // Gemma: small_config's shapes, through its files (test_gemma.cpp and below)
+        c = small_config(f);
+        break;
     }
     return c;
 }
@@ -322,7 +325,8 @@ TEST_CASE("forward: Hugging Face checkpoints of every family, written and loaded
     };
     const variant variants[] = {{model_family::llama, {}},   {model_family::mistral, {}}, {model_family::qwen2, {}},
                                 {model_family::phi3, {}},    {model_family::gpt2, {}},    {model_family::neox, {}},
-                                {model_family::falcon, {}},  {model_family::falcon, falcon_variant::multi_query}};
+                                {model_family::falcon, {}},  {model_family::falcon, falcon_variant::multi_query},
+                                {model_family::gemma, {}},   {model_family::gemma2, {}},  {model_family::gemma3, {}}};
     for (const auto& v : variants) {
         for (dtype t : {dtype::f32, dtype::bf16}) {
             CAPTURE(family_name(v.family));

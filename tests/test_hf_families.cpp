@@ -17,6 +17,7 @@
 #include "support.hpp"
 
 using namespace sdlens;
+using sdlens::test::expect_input_error;
 using sdlens::test::temp_dir;
 using nlohmann::json;
 
@@ -38,6 +39,9 @@ std::vector<variant> all_variants()
         {"neox", small_config(model_family::neox)},
         {"falcon new decoder", small_config(model_family::falcon, falcon_variant::new_decoder)},
         {"falcon multi-query", small_config(model_family::falcon, falcon_variant::multi_query)},
+        {"gemma", small_config(model_family::gemma)},
+        {"gemma2", small_config(model_family::gemma2)},
+        {"gemma3", small_config(model_family::gemma3)},
     };
 }
 
@@ -92,8 +96,13 @@ void check_round_trip(const dense_weights& got, const dense_weights& w, dtype t)
         SDLENS_SAME(layers[l].w_gate);
         SDLENS_SAME(layers[l].w_up);
         SDLENS_SAME(layers[l].w_down);
+        SDLENS_SAME(layers[l].b_gate);
         SDLENS_SAME(layers[l].b_up);
         SDLENS_SAME(layers[l].b_down);
+        SDLENS_SAME(layers[l].post_attn_norm);
+        SDLENS_SAME(layers[l].post_ffn_norm);
+        SDLENS_SAME(layers[l].q_norm);
+        SDLENS_SAME(layers[l].k_norm);
     }
 #undef SDLENS_SAME
 }
@@ -113,20 +122,6 @@ json read_json(const std::filesystem::path& p)
 // The raw stored tensor, decoded, as the file holds it.
 row_matrix<float> stored(const checkpoint& c, const std::string& name) { return to_dense(whole(c.tensors.at(name))); }
 
-template <class F>
-void expect_input_error(F&& f, const std::vector<std::string>& fragments)
-{
-    bool thrown = false;
-    try {
-        f();
-    } catch (const input_error& e) {
-        thrown = true;
-        const std::string msg = e.what();
-        CAPTURE(msg);
-        for (const auto& s : fragments) CHECK(msg.find(s) != std::string::npos);
-    }
-    CHECK(thrown);
-}
 
 }  // namespace
 
@@ -134,7 +129,8 @@ TEST_CASE("every family writes and reads back bit-exactly in f32, f16 and bf16")
 {
     for (const auto& v : all_variants()) {
         for (dtype t : {dtype::f32, dtype::f16, dtype::bf16}) {
-            CAPTURE(v.label);
+            const std::string label = v.label;
+            CAPTURE(label);
             CAPTURE(dtype_name(t));
             temp_dir dir;
             const auto w = random_weights(v.config, 7);
@@ -155,11 +151,12 @@ TEST_CASE("every family writes and reads back bit-exactly in f32, f16 and bf16")
 TEST_CASE("random models have every tensor their config implies and are deterministic")
 {
     for (const auto& v : all_variants()) {
-        CAPTURE(v.label);
+        const std::string label = v.label;
+        CAPTURE(label);
         const auto& c = v.config;
         const auto w = random_weights(c, 1);
         const auto& l = w.layers.at(1);
-        CHECK(w.layers.size() == 2);
+        CHECK(static_cast<std::int64_t>(w.layers.size()) == c.num_layers);
         CHECK(w.token_embedding.rows() == c.vocab_size);
         CHECK(w.position_embedding.rows() == (c.learned_positions ? c.max_positions : 0));
         CHECK(w.lm_head.rows() == (c.tied_embeddings ? 0 : c.vocab_size));
@@ -167,7 +164,9 @@ TEST_CASE("random models have every tensor their config implies and are determin
         CHECK(l.wo.cols() == c.q_dim());
         CHECK(l.bq.size() == (c.bias.qkv ? c.q_dim() : 0));
         CHECK(l.bo.size() == (c.bias.o ? c.hidden_size : 0));
-        CHECK(l.w_gate.rows() == (c.activation == activation_kind::swiglu ? c.ffn_size : 0));
+        CHECK(l.w_gate.rows() == (is_gated(c.activation) ? c.ffn_size : 0));
+        CHECK(l.post_ffn_norm.size() == (c.sandwich_norms ? c.hidden_size : 0));
+        CHECK(l.q_norm.size() == (c.qk_norm ? c.head_dim : 0));
         CHECK(l.ffn_norm.size() == (c.shared_input_norm ? 0 : c.hidden_size));
         CHECK(l.attn_norm_bias.size() == (c.bias.norm ? c.hidden_size : 0));
         CHECK(l.b_down.size() == (c.bias.ffn ? c.hidden_size : 0));
@@ -177,7 +176,8 @@ TEST_CASE("random models have every tensor their config implies and are determin
         // standard errors (sd of a mean of 4096 chi-square(1)/64 values is sqrt(2/4096)/64).
         const double ms = w.layers[0].wq.cast<double>().array().square().mean();
         CHECK(ms == doctest::Approx(1.0 / 64).epsilon(0.15));
-        CHECK(std::abs(l.attn_norm.mean() - 1.0f) < 0.05f);
+        // Gains 1 + N(0, 0.1^2): stored as they are, or as w with gain 1 + w (Gemma).
+        CHECK(std::abs(l.attn_norm.mean() + c.norm_weight_offset - 1.0) < 0.05);
     }
 }
 

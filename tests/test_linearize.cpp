@@ -58,7 +58,7 @@ long double ref_sigmoid(long double a) { return a >= 0 ? 1 / (1 + std::exp(-a)) 
 
 }  // namespace
 
-TEST_CASE("Gaussian expectations of silu terms match a long-double adaptive Simpson for every row norm")
+TEST_CASE("Gaussian expectations of silu and GeGLU terms match a long-double adaptive Simpson for every row norm")
 {
     // Tolerance 1e-10 relative: the brief's accuracy target; the composite Gauss-Legendre rule's
     // analytic error is ~1e-14, the reference's (adaptive Simpson at 1e-20 in long double) smaller.
@@ -75,6 +75,18 @@ TEST_CASE("Gaussian expectations of silu terms match a long-double adaptive Simp
         const long double want_silu = reference_expectation([](long double a) { return a * ref_sigmoid(a); }, s);
         CHECK(std::abs(e[0] - double(want_a_silu_prime)) <= 1e-10 * std::abs(double(want_a_silu_prime)));
         CHECK(std::abs(e[1] - double(want_silu)) <= 1e-10 * std::abs(double(want_silu)));
+        // GeGLU's gate (Gemma): E[a gelu_tanh'(a)] and E[gelu_tanh(a)].
+        const auto g = gated_expectations(activation_kind::geglu_tanh, s, rule);
+        const long double kk = std::sqrt(2 / 3.14159265358979323846264338L);
+        const auto ref_gelu = [kk](long double x) { return 0.5L * x * (1 + std::tanh(kk * (x + 0.044715L * x * x * x))); };
+        const auto ref_gelu_prime = [kk](long double x) {
+            const long double t = std::tanh(kk * (x + 0.044715L * x * x * x));
+            return 0.5L * (1 + t) + 0.5L * x * (1 - t * t) * kk * (1 + 3 * 0.044715L * x * x);
+        };
+        const long double want_a_gelu_prime = reference_expectation([&](long double a) { return a * ref_gelu_prime(a); }, s);
+        const long double want_gelu = reference_expectation(ref_gelu, s);
+        CHECK(std::abs(g[0] - double(want_a_gelu_prime)) <= 1e-10 * std::abs(double(want_a_gelu_prime)));
+        CHECK(std::abs(g[1] - double(want_gelu)) <= 1e-10 * std::abs(double(want_gelu)));
         // tanh GELU with a bias: the features sit at a = -b.
         for (double b : {-1.5, 0.0, 2.0}) {
             const double got = gelu_prime_expectation(activation_kind::gelu_tanh, s, b, rule);
@@ -163,7 +175,7 @@ TEST_CASE("exact F1 agrees with the paper's Monte-Carlo F1, the error shrinking 
     // (Stein), so its Frobenius norm is ~ sqrt(sum_i Var(e_i) d / (N - d)): 16x the samples gives
     // a ratio sqrt((16N - d) / (N - d)) = 4.03 here; the error norm sums M d = 4096 squared terms,
     // so its relative fluctuation is ~ 1/sqrt(4096) per run, far inside [2.5, 6.5].
-    for (model_family family : {model_family::llama, model_family::neox}) {
+    for (model_family family : {model_family::llama, model_family::neox, model_family::gemma}) {
         const std::string fam = family_name(family);
         CAPTURE(fam);
         const auto b = make_model(family, 32, 128, 4, 4, dtype::f32, 21);
@@ -201,7 +213,8 @@ TEST_CASE("every family written as a Hugging Face checkpoint: matrix-free L equa
     // The families' real layouts (fused q/k/v, Conv1D, shared norms) as written and loaded by the
     // io/model code; the reference reads the same views through materialize().
     for (model_family family : {model_family::llama, model_family::mistral, model_family::qwen2, model_family::phi3,
-                                model_family::gpt2, model_family::neox, model_family::falcon}) {
+                                model_family::gpt2, model_family::neox, model_family::falcon, model_family::gemma,
+                                model_family::gemma2, model_family::gemma3}) {
         const std::string fam = family_name(family);
         CAPTURE(fam);
         const model_config c = small_config(family);

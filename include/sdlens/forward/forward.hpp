@@ -7,6 +7,7 @@
 //   a = norm_attn(x)
 //   sequential: x = x + attn(a);  x = x + ffn(norm_ffn(x))
 //   parallel:   x = x + attn(a) + ffn(shared_input_norm ? a : norm_ffn(x))
+// with sandwich norms (Gemma 2/3) each branch's output normalized before it is added.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -58,12 +59,28 @@ private:
     struct small_weights {
         Eigen::VectorXf attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias;
         Eigen::VectorXf bq, bk, bv, bo, b_gate, b_up, b_down;
+        Eigen::VectorXf post_attn_norm, post_ffn_norm, q_norm, k_norm;
     };
     struct kv_cache {
         row_matrix<float> k, v;  // capacity x kv_dim; the first position() rows are filled
     };
 
     static Eigen::VectorXf dense_or_empty(const vector_view& v) { return v ? to_dense(v) : Eigen::VectorXf(); }
+    // A norm's gain: the stored weight plus the config's offset (Gemma's 1 + w).
+    Eigen::VectorXf gain_or_empty(const vector_view& v) const
+    {
+        Eigen::VectorXf g = dense_or_empty(v);
+        if (g.size()) g.array() += static_cast<float>(m_->config.norm_weight_offset);
+        return g;
+    }
+    // Normalizes a branch's output in place when the model has sandwich norms.
+    void post_norm(row_matrix<float>& y, const Eigen::VectorXf& gain) const
+    {
+        if (!m_->config.sandwich_norms) return;
+        row_matrix<float> normed;
+        normalize_rows(y, m_->config.norm, m_->config.norm_eps, gain, Eigen::VectorXf(), normed);
+        y.swap(normed);
+    }
     void check_layer(int layer, const char* what) const;
     void check_tokens(const std::vector<int>& tokens) const;
     void check_positions(std::int64_t T) const;
@@ -83,6 +100,15 @@ private:
     void linear(const linear_site& site, const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y);
     void attention(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& a,
                    std::int64_t pos0, row_matrix<float>& out);
+    // RMSNorm over each head_dim block of every row (Gemma 3's query and key norms).
+    void normalize_heads(row_matrix<float>& X, std::int64_t heads, const Eigen::VectorXf& gain) const
+    {
+        const std::int64_t hd = m_->config.head_dim;
+        Eigen::Map<row_matrix<float>> per_head(X.data(), X.rows() * heads, hd);
+        row_matrix<float> normed;
+        normalize_rows(per_head, m_->config.norm, m_->config.norm_eps, gain, Eigen::VectorXf(), normed);
+        per_head = normed;
+    }
     void ffn(int layer, const layer_weights& w, const small_weights& s, const row_matrix<float>& x, row_matrix<float>& out);
 
     const model* m_;
@@ -131,10 +157,12 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
     for (int l : opt_.zero_attention_layers) check_layer(l, "attention zeroing");
     // Norm gains and biases are small: decode them once.
     for (const auto& w : m.layers) {
+        if (!w.wq || !w.wk || !w.wv || !w.wo || !w.w_up || !w.w_down || (is_gated(c.activation) && !w.w_gate))
+            throw input_error("model: a layer lacks an attention or FFN matrix its config calls for");
         small_weights s;
-        s.attn_norm = dense_or_empty(w.attn_norm);
+        s.attn_norm = gain_or_empty(w.attn_norm);
         s.attn_norm_bias = dense_or_empty(w.attn_norm_bias);
-        s.ffn_norm = dense_or_empty(w.ffn_norm);
+        s.ffn_norm = gain_or_empty(w.ffn_norm);
         s.ffn_norm_bias = dense_or_empty(w.ffn_norm_bias);
         s.bq = dense_or_empty(w.bq);
         s.bk = dense_or_empty(w.bk);
@@ -143,9 +171,15 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
         s.b_gate = dense_or_empty(w.b_gate);
         s.b_up = dense_or_empty(w.b_up);
         s.b_down = dense_or_empty(w.b_down);
+        s.post_attn_norm = gain_or_empty(w.post_attn_norm);
+        s.post_ffn_norm = gain_or_empty(w.post_ffn_norm);
+        s.q_norm = gain_or_empty(w.q_norm);
+        s.k_norm = gain_or_empty(w.k_norm);
+        if ((c.sandwich_norms && (!s.post_attn_norm.size() || !s.post_ffn_norm.size())) || (c.qk_norm && (!s.q_norm.size() || !s.k_norm.size())))
+            throw input_error("model: a layer lacks the post-branch or query/key norms its config calls for");
         small_.push_back(std::move(s));
     }
-    final_norm_ = dense_or_empty(m.final_norm);
+    final_norm_ = gain_or_empty(m.final_norm);
     final_norm_bias_ = dense_or_empty(m.final_norm_bias);
     cache_.resize(m.layers.size());
 }
@@ -174,6 +208,8 @@ forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
     forward_result result;
     if (T == 0) return result;
 
+    // Gemma scales the embedding rows (inputs_embeds too, as transformers does).
+    if (c.embedding_scale != 1) x *= static_cast<float>(c.embedding_scale);
     add_positions(x);
     if (opt_.hidden_states) {
         result.hidden = xt::xtensor<float, 3>::from_shape({static_cast<std::size_t>(L + 1), static_cast<std::size_t>(T),
@@ -189,7 +225,10 @@ forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
 
         normalize_rows(x, c.norm, c.norm_eps, s.attn_norm, s.attn_norm_bias, a);
         if (opt_.attention_off(layer)) attn.setZero(T, d);
-        else attention(layer, w, s, a, pos0, attn);
+        else {
+            attention(layer, w, s, a, pos0, attn);
+            post_norm(attn, s.post_attn_norm);
+        }
 
         if (!c.parallel_residual) x += attn;
         ffn_input(layer, s, x, a, f_in);
@@ -199,6 +238,7 @@ forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
         }
 
         ffn(layer, w, s, f_in, ffn_out);
+        post_norm(ffn_out, s.post_ffn_norm);
         if (layer == opt_.capture_ffn_layer) result.ffn_output = ffn_out;
 
         x += ffn_out;
@@ -218,6 +258,10 @@ forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
         row_matrix<float> normed;
         normalize_rows(last, c.norm, c.norm_eps, final_norm_, final_norm_bias_, normed);
         linear({0, linear_kind::lm_head}, normed, m_->lm_head, result.logits);
+        if (c.logit_softcap > 0) {
+            const float cap = static_cast<float>(c.logit_softcap);
+            result.logits = ((result.logits.array() / cap).tanh() * cap).matrix();
+        }
     }
     pos_ += opt_.sequence_length > 0 ? 1 : T;  // a batch of sequences leaves the session spent
     return result;
@@ -263,6 +307,7 @@ row_matrix<float> basic_session<D>::ffn_block(int layer, const row_matrix<float>
         normalize_rows(x, m_->config.norm, m_->config.norm_eps, s.attn_norm, s.attn_norm_bias, a);
     ffn_input(layer, s, x, a, f_in);
     ffn(layer, m_->layers[static_cast<std::size_t>(layer - 1)], s, f_in, out);
+    post_norm(out, s.post_ffn_norm);
     return out;
 }
 
@@ -391,24 +436,29 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
     add_bias(q, s.bq);
     add_bias(k, s.bk);
     add_bias(v, s.bv);
+    if (c.qk_norm) {
+        normalize_heads(q, c.num_heads, s.q_norm);
+        normalize_heads(k, c.num_kv_heads, s.k_norm);
+    }
+    const float scale = static_cast<float>(c.score_scale()), softcap = static_cast<float>(c.attention_softcap);
     if (S > 1) {  // independent sequences: each rotated from position 0, attending within itself
         o.resize(T, c.num_heads * c.head_dim);
         row_matrix<float> qs, ks, vs, os;
-        const rope_frequencies sequence_rope = c.rope == rope_style::none ? rope_frequencies{} : rope_frequencies_for(c, S);
+        const rope_frequencies sequence_rope = c.rope == rope_style::none ? rope_frequencies{} : rope_frequencies_for(c, S, layer);
         for (std::int64_t i = 0; i < T; i += S) {
             qs = q.middleRows(i, S);
             ks = k.middleRows(i, S);
             vs = v.middleRows(i, S);
             apply_rope(qs, c.num_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
             apply_rope(ks, c.num_kv_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
-            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os, c.attention_window(layer));
+            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os, c.attention_window(layer), scale, softcap);
             o.middleRows(i, S) = os;
         }
         linear({layer, linear_kind::o}, o, w.wo, out);
         add_bias(out, s.bo);
         return;
     }
-    const rope_frequencies rope = c.rope == rope_style::none ? rope_frequencies{} : rope_frequencies_for(c, pos0 + T);
+    const rope_frequencies rope = c.rope == rope_style::none ? rope_frequencies{} : rope_frequencies_for(c, pos0 + T, layer);
     apply_rope(q, c.num_heads, c.head_dim, pos0, c.rope, c.rotary_dims, rope);
     apply_rope(k, c.num_kv_heads, c.head_dim, pos0, c.rope, c.rotary_dims, rope);
 
@@ -422,7 +472,7 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
     cache.k.middleRows(pos0, T) = k;
     cache.v.middleRows(pos0, T) = v;
 
-    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o, c.attention_window(layer));
+    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o, c.attention_window(layer), scale, softcap);
     linear({layer, linear_kind::o}, o, w.wo, out);
     add_bias(out, s.bo);
 }
@@ -435,10 +485,11 @@ void basic_session<D>::ffn(int layer, const layer_weights& w, const small_weight
     row_matrix<float> up, gate;
     linear({layer, linear_kind::up}, x, w.w_up, up);
     add_bias(up, s.b_up);
-    if (c.activation == activation_kind::swiglu) {
+    if (is_gated(c.activation)) {
         linear({layer, linear_kind::gate}, x, w.w_gate, gate);
         add_bias(gate, s.b_gate);
-        up.array() *= gate.unaryExpr([](float g) { return silu(g); }).array();
+        if (c.activation == activation_kind::swiglu) up.array() *= gate.unaryExpr([](float g) { return silu(g); }).array();
+        else up.array() *= gate.unaryExpr([](float g) { return gelu_tanh(g); }).array();
     } else if (c.activation == activation_kind::gelu_tanh) {
         up = up.unaryExpr([](float u) { return gelu_tanh(u); });
     } else {

@@ -100,6 +100,8 @@ void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B
 // the first S rows of the key and value caches. Query head q reads kv head q / (h / h_kv).
 // window > 0: the query at position p sees only the keys p - window + 1 .. p (sliding-window
 // attention); a block of queries starts its products at its first query's first key.
+// Scores are q.k * scale (0: 1/sqrt(head_dim)), capped to softcap * tanh(s / softcap) when
+// softcap > 0 (Gemma 2), before the softmax.
 //
 // The work is split into (head, block of query rows) items, and a block meets only the keys up
 // to its last position: a prompt costs half the products of a full T x S score matrix. Both
@@ -109,13 +111,13 @@ void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B
 template <class = void>
 void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, const row_matrix<float>& V,
                       std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim,
-                      row_matrix<float>& out, std::int64_t window = 0)
+                      row_matrix<float>& out, std::int64_t window = 0, float scale = 0, float softcap = 0)
 {
     const std::int64_t T = Q.rows();
     const std::int64_t group = heads / kv_heads;
     const std::int64_t pos0 = S - T;
     const std::int64_t ldq = Q.cols(), ldkv = K.cols(), ldo = heads * head_dim;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    if (!(scale > 0)) scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     out.resize(T, ldo);
     constexpr std::int64_t query_block = 64;  // rows of scores per item: 64 x S floats stay in L2
     constexpr std::int64_t few_queries = 4;
@@ -142,8 +144,14 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
             for (std::int64_t i = 0; i < rows; ++i) {
                 const std::int64_t p = pos0 + t0 + i, lo = first_key(p) - k0, visible = p + 1 - k0;
                 auto row = scores.row(i).segment(lo, visible - lo);
-                const float top = row.maxCoeff();
-                row = ((row.array() - top) * scale).exp().matrix();
+                if (softcap > 0) {
+                    row = ((row.array() * (scale / softcap)).tanh() * softcap).matrix();
+                    const float top = row.maxCoeff();
+                    row = (row.array() - top).exp().matrix();
+                } else {
+                    const float top = row.maxCoeff();
+                    row = ((row.array() - top) * scale).exp().matrix();
+                }
                 row /= row.sum();
                 scores.row(i).head(lo).setZero();
                 scores.row(i).tail(keys - visible).setZero();
@@ -162,7 +170,7 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
 // Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
 #define SDLENS_KERNELS_INSTANTIATIONS(X)                                                                        \
     X(void causal_attention(const row_matrix<float>&, const row_matrix<float>&, const row_matrix<float>&,       \
-                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&, std::int64_t))
+                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&, std::int64_t, float, float))
 SDLENS_KERNELS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

@@ -4,6 +4,7 @@
 //  - exact (Stein's lemma, F1 = E[d phi / dz]): two row-scaled weight matrices,
 //      SwiGLU: F1 = diag(gate_scale) W_gate + diag(up_scale) W_up,
 //        gate_scale_i = (g_i.u_i / |g_i|^2) E[a silu'(a)], up_scale_i = E[silu(a)], a ~ N(0, |g_i|^2);
+//      GeGLU (Gemma) the same with the tanh GELU in place of silu;
 //      GELU (bias b kept inside phi): F1 = diag(up_scale) W_up, up_scale_i = E[gelu'(w_i.z + b_i)];
 //    so F1 is applied matrix-free at the cost of one FFN pass, after one pass to get the row norms;
 //  - Monte Carlo (the paper's recipe, seeded): lstsq(Z, phi(Z))^T over N samples; dense, noisy
@@ -69,6 +70,12 @@ inline std::array<double, 2> swiglu_expectations(double s, const gaussian_expect
 {
     return rule.operator()<2>([](double a) { return std::array<double, 2>{a * activation::silu_prime(a), activation::silu(a)}; }, s);
 }
+// The same for a gated FFN's gate activation: silu (SwiGLU) or the tanh GELU (GeGLU).
+inline std::array<double, 2> gated_expectations(activation_kind kind, double s, const gaussian_expectation<>& rule = {})
+{
+    if (kind == activation_kind::swiglu) return swiglu_expectations(s, rule);
+    return rule.operator()<2>([](double a) { return std::array<double, 2>{a * activation::gelu_tanh_prime(a), activation::gelu_tanh(a)}; }, s);
+}
 
 // E[gelu'(b + a)] for a ~ N(0, s^2).
 inline double gelu_prime_expectation(activation_kind kind, double s, double b, const gaussian_expectation<>& rule = {})
@@ -112,8 +119,8 @@ ffn_row_scales exact_ffn_row_scales(const model_config& config, const layer_weig
     out.activation = config.activation;
     const gaussian_expectation<> rule;
     if (!w.w_up) throw input_error("layer has no FFN up projection");
-    if (config.activation == activation_kind::swiglu) {
-        if (!w.w_gate) throw input_error("SwiGLU layer has no FFN gate projection");
+    if (is_gated(config.activation)) {
+        if (!w.w_gate) throw input_error("gated FFN layer has no gate projection");
         // Biased gate and up rows shift both Gaussians' means: expectations not implemented.
         if (w.b_gate || w.b_up)
             throw input_error("gated FFN with biases (mlp_bias): its exact linearization is not implemented");
@@ -127,11 +134,11 @@ ffn_row_scales exact_ffn_row_scales(const model_config& config, const layer_weig
 #pragma omp parallel for schedule(dynamic, 64) if (m > 256)
         for (std::int64_t i = 0; i < m; ++i) {
             const double s = std::sqrt(norm2[i]);
-            if (!(s > 0)) {  // a = 0: phi_i(z) = silu(0) (u.z) = 0
+            if (!(s > 0)) {  // a = 0: phi_i(z) = act(0) (u.z) = 0
                 out.gate_scale[i] = out.up_scale[i] = 0;
                 continue;
             }
-            const auto e = swiglu_expectations(s, rule);
+            const auto e = gated_expectations(config.activation, s, rule);
             out.gate_scale[i] = dot[i] / norm2[i] * e[0];
             out.up_scale[i] = e[1];
         }
@@ -155,10 +162,11 @@ block_of<Scalar> ffn_nonlinearity(const model_config& config, const layer_weight
 {
     block_of<Scalar> up = streaming_multiply<Scalar>(w.w_up, z);
     if (w.b_up) up.colwise() += to_dense<Scalar>(w.b_up);
-    if (config.activation == activation_kind::swiglu) {
+    if (is_gated(config.activation)) {
         block_of<Scalar> gate = streaming_multiply<Scalar>(w.w_gate, z);
         if (w.b_gate) gate.colwise() += to_dense<Scalar>(w.b_gate);
-        return gate.unaryExpr([](Scalar a) { return static_cast<Scalar>(activation::silu(double(a))); })
+        const bool silu = config.activation == activation_kind::swiglu;
+        return gate.unaryExpr([silu](Scalar a) { return static_cast<Scalar>(silu ? activation::silu(double(a)) : activation::gelu_tanh(double(a))); })
             .cwiseProduct(up);
     }
     const activation_kind k = config.activation;

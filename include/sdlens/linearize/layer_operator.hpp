@@ -1,8 +1,10 @@
 #pragma once
 // One transformer layer linearized at position 0 (METHOD.md section 2), as matrix-free operators:
-//   norm N = diag(g) (LayerNorm optionally also centred: diag(g) P, P = I - 11^T/d),
+//   norm N = diag(g) (LayerNorm optionally also centred: diag(g) P, P = I - 11^T/d), where g
+//     is the gain the model multiplies by (Gemma's 1 + w),
 //   attention A = W_O W_V_rep N_attn (GQA: query head q reads kv head q / n_rep),
 //   FFN F = W_down F1 N_ffn (F1 exact by Stein's lemma, or the paper's Monte-Carlo lstsq),
+//   with sandwich norms (Gemma 2/3) A = N_post_attn W_O W_V_rep N_attn, F = N_post_ffn W_down F1 N_ffn,
 //   layer L = (I + F)(I + A) for sequential blocks, L = I + A + F for parallel ones; R = L - I.
 // Every product reads the weights in place through their views (any dtype), so applying L or L^T
 // costs one pass over the layer's V, O, gate, up and down bytes; the only precomputation is F1's
@@ -58,6 +60,11 @@ public:
                                           ? w.attn_norm
                                           : w.ffn_norm;
         g_ffn_ = norm_weight(ffn_norm);
+        if (config.sandwich_norms) {
+            if (!w.post_attn_norm || !w.post_ffn_norm) throw input_error("layer lacks the post-attention or post-FFN norm its config calls for");
+            g_post_attn_ = norm_weight(w.post_attn_norm);
+            g_post_ffn_ = norm_weight(w.post_ffn_norm);
+        }
         center_ = options.center_layernorm && config.norm == norm_kind::layer;
         if (options.estimator == ffn_estimator::exact) {
             scales_ = exact_ffn_row_scales(config, w);
@@ -78,11 +85,11 @@ public:
     block attention(const block& x) const
     {
         const block v = streaming_multiply<Scalar>(w_.wv, norm(g_attn_, x));
-        return streaming_multiply<Scalar>(w_.wo, repeat_kv(v));
+        return post(g_post_attn_, streaming_multiply<Scalar>(w_.wo, repeat_kv(v)));
     }
     block attention_transpose(const block& y) const
     {
-        const block t = streaming_multiply_transpose<Scalar>(w_.wo, y);
+        const block t = streaming_multiply_transpose<Scalar>(w_.wo, post(g_post_attn_, y));
         return norm_transpose(g_attn_, streaming_multiply_transpose<Scalar>(w_.wv, sum_kv(t)));
     }
 
@@ -104,10 +111,10 @@ public:
     }
 
     // F X and F^T X.
-    block ffn(const block& x) const { return streaming_multiply<Scalar>(w_.w_down, f1(norm(g_ffn_, x))); }
+    block ffn(const block& x) const { return post(g_post_ffn_, streaming_multiply<Scalar>(w_.w_down, f1(norm(g_ffn_, x)))); }
     block ffn_transpose(const block& y) const
     {
-        return norm_transpose(g_ffn_, f1_transpose(streaming_multiply_transpose<Scalar>(w_.w_down, y)));
+        return norm_transpose(g_ffn_, f1_transpose(streaming_multiply_transpose<Scalar>(w_.w_down, post(g_post_ffn_, y))));
     }
 
     // R X = L X - X, and R^T X.
@@ -154,7 +161,7 @@ public:
     {
         const block wv = to_dense<Scalar>(w_.wv);
         const block wo = to_dense<Scalar>(w_.wo);
-        return dense_norm_right(g_attn_, wo * repeat_kv(wv));
+        return post(g_post_attn_, dense_norm_right(g_attn_, wo * repeat_kv(wv)));
     }
     block dense_f1() const
     {
@@ -167,7 +174,7 @@ public:
     block dense_ffn() const
     {
         const block wd = to_dense<Scalar>(w_.w_down);
-        return dense_norm_right(g_ffn_, wd * dense_f1());
+        return post(g_post_ffn_, dense_norm_right(g_ffn_, wd * dense_f1()));
     }
     block dense_residual() const
     {
@@ -199,7 +206,15 @@ private:
     {
         if (!v) return vector::Ones(d_);  // a norm without weight (or none): identity
         if (v.size != d_) throw input_error("norm weight length " + std::to_string(v.size) + " differs from hidden size");
-        return to_dense<Scalar>(v);
+        vector g = to_dense<Scalar>(v);
+        g.array() += static_cast<Scalar>(config_.norm_weight_offset);
+        return g;
+    }
+    // diag(g) Y for a branch's post norm; g empty (no sandwich norms): Y.
+    static block post(const vector& g, block y)
+    {
+        if (g.size()) y = g.asDiagonal() * y;
+        return y;
     }
     // N X = diag(g) (P) X and N^T Y = (P) diag(g) Y.
     block norm(const vector& g, const block& x) const
@@ -250,7 +265,7 @@ private:
     layer_weights w_;
     linearize_options options_;
     std::int64_t d_ = 0, head_dim_ = 0, n_heads_ = 0, n_kv_ = 0;
-    vector g_attn_, g_ffn_;
+    vector g_attn_, g_ffn_, g_post_attn_, g_post_ffn_;
     bool center_ = false;
     ffn_row_scales scales_;
     block f1_dense_;

@@ -2,6 +2,7 @@
 // One description of a transformer, whatever file it came from. Everything downstream (forward
 // pass, linearization) reads only this and the layer views in model.hpp.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,10 +13,13 @@
 
 namespace sdlens {
 
-enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon };
+enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon, gemma, gemma2, gemma3 };
 enum class norm_kind { rms, layer };
-// swiglu: down(silu(gate x) * up x). gelu_*: down(gelu(up x + b)).
-enum class activation_kind { swiglu, gelu_tanh, gelu_erf };
+// swiglu: down(silu(gate x) * up x). geglu_tanh: down(gelu_tanh(gate x) * up x) (Gemma).
+// gelu_*: down(gelu(up x + b)).
+enum class activation_kind { swiglu, gelu_tanh, gelu_erf, geglu_tanh };
+// Whether the FFN has a gate projection.
+inline bool is_gated(activation_kind a) { return a == activation_kind::swiglu || a == activation_kind::geglu_tanh; }
 // adjacent: pairs (2i, 2i+1) rotate together (llama2.c, GGUF llama). half: i with i + rot/2 (HF).
 enum class rope_style { none, adjacent, half };
 
@@ -29,9 +33,13 @@ inline const char* family_name(model_family f)
     case model_family::gpt2: return "gpt2";
     case model_family::neox: return "neox";
     case model_family::falcon: return "falcon";
+    case model_family::gemma: return "gemma";
+    case model_family::gemma2: return "gemma2";
+    case model_family::gemma3: return "gemma3";
     }
     return "?";
 }
+inline bool is_gemma(model_family f) { return f == model_family::gemma || f == model_family::gemma2 || f == model_family::gemma3; }
 inline const char* norm_name(norm_kind n) { return n == norm_kind::rms ? "rmsnorm" : "layernorm"; }
 inline const char* activation_name(activation_kind a)
 {
@@ -39,6 +47,7 @@ inline const char* activation_name(activation_kind a)
     case activation_kind::swiglu: return "swiglu";
     case activation_kind::gelu_tanh: return "gelu_tanh";
     case activation_kind::gelu_erf: return "gelu";
+    case activation_kind::geglu_tanh: return "geglu_tanh";
     }
     return "?";
 }
@@ -101,6 +110,15 @@ struct model_config {
 
     norm_kind norm = norm_kind::rms;
     double norm_eps = 1e-5;
+    // Gemma's RMSNorm multiplies by (1 + w): the stored weight w plus this offset is the gain.
+    // Every norm of the model (q/k norms included) has it; GGUF files store 1 + w instead.
+    double norm_weight_offset = 0;
+    // Gemma multiplies the embedding rows by sqrt(d) before the first layer.
+    double embedding_scale = 1;
+    // Gemma 2/3 norm each branch's output too: x + norm_post(attn(norm x)), the same for the FFN.
+    bool sandwich_norms = false;
+    // Gemma 3 (and Qwen3): RMSNorm over each query and key head before RoPE.
+    bool qk_norm = false;
     activation_kind activation = activation_kind::swiglu;
     // Parallel blocks: x + attn(norm1 x) + ffn(norm2 x) (GPT-NeoX, Falcon-7B).
     bool parallel_residual = false;
@@ -111,6 +129,8 @@ struct model_config {
     std::int64_t rotary_dims = 0;  // per head; < head_dim for partial rotary (Pythia)
     double rope_theta = 10000.0;
     rope_scaling_config rope_scaling;
+    // Sliding-window layers rotate with this base and no scaling (Gemma 3); 0: as the others.
+    double rope_theta_local = 0;
     bool learned_positions = false;  // GPT-2
     bool tied_embeddings = false;
     // Sliding-window attention (Mistral v0.1, Phi-3, Qwen2 with use_sliding_window): a query
@@ -118,6 +138,11 @@ struct model_config {
     // do; 0 = every earlier key. In the layers listed (1-based), or in every layer when empty.
     std::int64_t sliding_window = 0;
     std::vector<int> sliding_window_layers;
+    // Attention scores are q.k * attention_scale (0: 1/sqrt(head_dim); Gemma 2/3 take
+    // query_pre_attn_scalar^-1/2), then cap * tanh(s / cap) when attention_softcap > 0 (Gemma 2).
+    double attention_scale = 0;
+    double attention_softcap = 0;
+    double logit_softcap = 0;  // likewise on the final logits (Gemma 2)
 
     struct biases {
         bool qkv = false;    // q, k and v projections
@@ -141,6 +166,7 @@ struct model_config {
         return 0;
     }
     std::int64_t q_dim() const { return num_heads * head_dim; }
+    double score_scale() const { return attention_scale > 0 ? attention_scale : 1.0 / std::sqrt(static_cast<double>(head_dim)); }
 };
 
 // The token id planted models use as their delimiter trigger, and the piece "." of their
@@ -167,6 +193,10 @@ inline nlohmann::json to_json(const model_config& c)
         {"max_positions", c.max_positions},
         {"norm", norm_name(c.norm)},
         {"norm_eps", c.norm_eps},
+        {"norm_weight_offset", c.norm_weight_offset},
+        {"embedding_scale", c.embedding_scale},
+        {"sandwich_norms", c.sandwich_norms},
+        {"qk_norm", c.qk_norm},
         {"activation", activation_name(c.activation)},
         {"parallel_residual", c.parallel_residual},
         {"shared_input_norm", c.shared_input_norm},
@@ -179,6 +209,10 @@ inline nlohmann::json to_json(const model_config& c)
                                           {"original_max_positions", c.rope_scaling.original_max_positions}}},
         {"sliding_window", c.sliding_window > 0 ? nlohmann::json{{"window", c.sliding_window}, {"layers", c.sliding_window_layers.empty() ? nlohmann::json("all") : nlohmann::json(c.sliding_window_layers)}}
                                                 : nlohmann::json(nullptr)},
+        {"rope_theta_local", c.rope_theta_local},
+        {"attention_scale", c.attention_scale},
+        {"attention_softcap", c.attention_softcap},
+        {"logit_softcap", c.logit_softcap},
         {"learned_positions", c.learned_positions},
         {"tied_embeddings", c.tied_embeddings},
         {"bias", {{"qkv", c.bias.qkv}, {"o", c.bias.o}, {"ffn", c.bias.ffn}, {"norm", c.bias.norm}}},

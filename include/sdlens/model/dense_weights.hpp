@@ -18,6 +18,7 @@ struct dense_layer {
     Eigen::VectorXf ffn_norm, ffn_norm_bias;
     row_matrix<float> w_gate, w_up, w_down;  // (M, d), (M, d), (d, M)
     Eigen::VectorXf b_gate, b_up, b_down;
+    Eigen::VectorXf post_attn_norm, post_ffn_norm, q_norm, k_norm;
 };
 
 struct dense_weights {
@@ -55,6 +56,10 @@ inline dense_layer materialize(const layer_weights& w)
     d.b_gate = dense_or_empty(w.b_gate);
     d.b_up = dense_or_empty(w.b_up);
     d.b_down = dense_or_empty(w.b_down);
+    d.post_attn_norm = dense_or_empty(w.post_attn_norm);
+    d.post_ffn_norm = dense_or_empty(w.post_ffn_norm);
+    d.q_norm = dense_or_empty(w.q_norm);
+    d.k_norm = dense_or_empty(w.k_norm);
     return d;
 }
 

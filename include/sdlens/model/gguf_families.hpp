@@ -116,8 +116,31 @@ inline const char* gguf_arch_name(model_family f)
     case model_family::gpt2: return "gpt2";
     case model_family::neox: return "gptneox";
     case model_family::falcon: return "falcon";
+    case model_family::gemma: return "gemma";
+    case model_family::gemma2: return "gemma2";
+    case model_family::gemma3: return "gemma3";
     }
     return "?";
+}
+
+// llama.cpp's Gemma 2 and 3 scale queries by 1/sqrt(n_embd / n_head) in the 27B models (which it
+// tells by their layer counts, 46 and 62) and by 1/sqrt(head_dim) otherwise; GGUF has no key
+// for it. Gemma 1 always by 1/sqrt(head_dim).
+inline double gguf_gemma_attention_scale(const model_config& c)
+{
+    const bool is_27b = (c.family == model_family::gemma2 && c.num_layers == 46) || (c.family == model_family::gemma3 && c.num_layers == 62);
+    const double per_head = is_27b ? static_cast<double>(c.hidden_size / c.num_heads) : static_cast<double>(c.head_dim);
+    return 1 / std::sqrt(per_head);
+}
+// Gemma 2 slides in every other layer, Gemma 3 in five of every six (llama.cpp's default
+// sliding_window_pattern): layer i (0-based) slides when i % period < period - 1.
+inline std::int64_t gguf_gemma_window_period(model_family f) { return f == model_family::gemma2 ? 2 : 6; }
+inline std::vector<int> gguf_window_layers(std::int64_t period, std::int64_t layers)
+{
+    std::vector<int> out;
+    for (std::int64_t i = 0; i < layers; ++i)
+        if (i % period < period - 1) out.push_back(static_cast<int>(i + 1));
+    return out;
 }
 
 // The rotation llama.cpp applies to each architecture's stored rows.
@@ -161,7 +184,7 @@ inline void attach_gguf_views(model& m)
 
     const std::int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), M = c.ffn_size;
     m.token_embedding = matrix("token_embd.weight", c.vocab_size, d);
-    m.lm_head = ts.find("output.weight") ? matrix("output.weight", c.vocab_size, d) : m.token_embedding;
+    m.lm_head = ts.find("output.weight") && !c.tied_embeddings ? matrix("output.weight", c.vocab_size, d) : m.token_embedding;
     if (c.learned_positions) m.position_embedding = matrix("position_embd.weight", c.max_positions, d);
     m.final_norm = vec("output_norm.weight", d);
     m.final_norm_bias = opt_vec("output_norm.bias", d);
@@ -211,7 +234,7 @@ inline void attach_gguf_views(model& m)
         w.wo = matrix(name("attn_output.weight"), d, qd);
         w.bo = opt_vec(name("attn_output.bias"), d);
 
-        if (c.activation == activation_kind::swiglu && !ts.find(name("ffn_gate.weight"))) {
+        if (is_gated(c.activation) && !ts.find(name("ffn_gate.weight"))) {
             // Phi-3 keeps gate and up in one tensor, gate first (as Hugging Face's gate_up_proj).
             const auto& up = ts.at(name("ffn_up.weight"));
             if (up.shape.size() != 2 || up.shape[0] != 2 * M || up.shape[1] != d)
@@ -219,7 +242,7 @@ inline void attach_gguf_views(model& m)
             w.w_gate = row_slice(up, 0, M);
             w.w_up = row_slice(up, M, M);
         } else {
-            if (c.activation == activation_kind::swiglu) {
+            if (is_gated(c.activation)) {
                 w.w_gate = matrix(name("ffn_gate.weight"), M, d);
                 w.b_gate = opt_vec(name("ffn_gate.bias"), M);
             }
@@ -228,6 +251,14 @@ inline void attach_gguf_views(model& m)
         }
         w.w_down = matrix(name("ffn_down.weight"), d, M);
         w.b_down = opt_vec(name("ffn_down.bias"), d);
+        if (c.sandwich_norms) {
+            w.post_attn_norm = vec(name("attn_post_norm.weight"), d);
+            w.post_ffn_norm = vec(name("ffn_post_norm.weight"), d);
+        }
+        if (c.qk_norm) {
+            w.q_norm = vec(name("attn_q_norm.weight"), c.head_dim);
+            w.k_norm = vec(name("attn_k_norm.weight"), c.head_dim);
+        }
     }
 }
 
@@ -246,7 +277,10 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
     else if (arch == "gpt2") c.family = model_family::gpt2;
     else if (arch == "gptneox") c.family = model_family::neox;
     else if (arch == "falcon") c.family = model_family::falcon;
-    else fail_input(path, "GGUF architecture '" + arch + "' is not supported (llama, qwen2, phi3, gpt2, gptneox, falcon are)");
+    else if (arch == "gemma") c.family = model_family::gemma;
+    else if (arch == "gemma2") c.family = model_family::gemma2;
+    else if (arch == "gemma3") c.family = model_family::gemma3;
+    else fail_input(path, "GGUF architecture '" + arch + "' is not supported (llama, qwen2, phi3, gpt2, gptneox, falcon, gemma, gemma2, gemma3 are)");
 
     const std::string p = arch + ".";
     auto positive = [&](const std::string& key, std::optional<std::int64_t> fallback = {}) {
@@ -272,6 +306,7 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
     c.norm_eps = detail::gguf_float(*ck, p + (layer_norm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"), 1e-5);
     c.activation = c.family == model_family::gpt2 ? activation_kind::gelu_tanh
                    : layer_norm                  ? activation_kind::gelu_erf
+                   : is_gemma(c.family)          ? activation_kind::geglu_tanh
                                                  : activation_kind::swiglu;
     if (c.family == model_family::neox) {
         const auto* par = detail::gguf_find(*ck, p + "use_parallel_residual");
@@ -291,11 +326,40 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
     c.learned_positions = c.family == model_family::gpt2;
     // A window in the file is applied to every layer, as llama.cpp does for these architectures.
     c.sliding_window = std::max<std::int64_t>(0, detail::gguf_int(*ck, p + "attention.sliding_window", 0));
+    if (is_gemma(c.family)) {
+        // As llama.cpp runs Gemma: the converter stored the norm gains as 1 + w, the embedding
+        // is scaled by sqrt(n_embd); Gemma 2 caps scores and logits (default 50 and 30) and
+        // slides in every other layer (default window 4096); Gemma 3 slides where the file
+        // has a window, with its own RoPE base there.
+        c.embedding_scale = std::sqrt(static_cast<double>(c.hidden_size));
+        c.sandwich_norms = c.family != model_family::gemma;
+        c.qk_norm = c.family == model_family::gemma3;
+        c.attention_scale = detail::gguf_gemma_attention_scale(c);
+        if (c.family == model_family::gemma2) {
+            c.attention_softcap = detail::gguf_float(*ck, p + "attn_logit_softcapping", 50.0);
+            c.logit_softcap = detail::gguf_float(*ck, p + "final_logit_softcapping", 30.0);
+            if (!detail::gguf_find(*ck, p + "attention.sliding_window")) c.sliding_window = 4096;
+        }
+        if (c.family == model_family::gemma3) {
+            c.logit_softcap = detail::gguf_float(*ck, p + "final_logit_softcapping", 0.0);
+            if (c.sliding_window > 0) c.rope_theta_local = detail::gguf_float(*ck, p + "rope.freq_base_swa", 10000.0);
+        }
+        if (!(c.attention_softcap >= 0 && c.logit_softcap >= 0)) fail_input(path, "soft-capping values must not be negative");
+        if (c.family != model_family::gemma && c.sliding_window > 0) {
+            const std::int64_t period = detail::gguf_int(*ck, p + "attention.sliding_window_pattern", detail::gguf_gemma_window_period(c.family));
+            if (period < 1 || period > c.num_layers + 1)
+                fail_input(path, "metadata '" + p + "attention.sliding_window_pattern' is " + std::to_string(period));
+            c.sliding_window_layers = detail::gguf_window_layers(period, c.num_layers);
+            if (c.sliding_window_layers.empty()) c.sliding_window = 0;
+            if (static_cast<std::int64_t>(c.sliding_window_layers.size()) == c.num_layers) c.sliding_window_layers.clear();
+        }
+    }
 
     const auto& emb = ck->tensors.at("token_embd.weight");
     if (emb.shape.size() != 2) fail_input(path, "tensor 'token_embd.weight' is not a matrix");
     c.vocab_size = emb.shape[0];
-    c.tied_embeddings = ck->tensors.find("output.weight") == nullptr;
+    // llama.cpp's Gemma and Gemma 2 always read the token embedding as the output matrix.
+    c.tied_embeddings = ck->tensors.find("output.weight") == nullptr || c.family == model_family::gemma || c.family == model_family::gemma2;
     if (c.learned_positions) {
         const auto& pos = ck->tensors.at("position_embd.weight");
         if (pos.shape.size() == 2) c.max_positions = pos.shape[0];
@@ -435,7 +499,7 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
     g.add_u32(p + "feed_forward_length", static_cast<std::uint32_t>(c.ffn_size));
     g.add_u32(p + "attention.head_count", static_cast<std::uint32_t>(c.num_heads));
     g.add_u32(p + "attention.head_count_kv", static_cast<std::uint32_t>(c.num_kv_heads));
-    if (c.head_dim * c.num_heads != c.hidden_size) {
+    if (c.head_dim * c.num_heads != c.hidden_size || is_gemma(c.family)) {
         g.add_u32(p + "attention.key_length", static_cast<std::uint32_t>(c.head_dim));
         g.add_u32(p + "attention.value_length", static_cast<std::uint32_t>(c.head_dim));
     }
@@ -465,9 +529,35 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
         }
     }
     if (c.family == model_family::neox) g.add_bool(p + "use_parallel_residual", c.parallel_residual);
+    if (is_gemma(c.family)) {
+        // What llama.cpp derives for Gemma rather than reads must already be so.
+        auto refuse = [&](const std::string& what) { fail_input(path, what + ": llama.cpp's " + arch + " has no GGUF form for it"); };
+        if (c.embedding_scale != std::sqrt(static_cast<double>(c.hidden_size))) refuse("an embedding scale other than sqrt(d)");
+        if (c.sandwich_norms != (c.family != model_family::gemma) || c.qk_norm != (c.family == model_family::gemma3))
+            refuse("this arrangement of norms");
+        if (std::abs(c.score_scale() - detail::gguf_gemma_attention_scale(c)) > 1e-12 * c.score_scale())
+            refuse("an attention scale of " + std::to_string(c.score_scale()));
+        if (c.attention_softcap > 0 && c.family != model_family::gemma2) refuse("attention soft-capping");
+        if (c.logit_softcap > 0 && c.family == model_family::gemma) refuse("logit soft-capping");
+        if (c.family == model_family::gemma2 && (c.attention_softcap == 0 || c.logit_softcap == 0)) refuse("Gemma 2 without soft-capping");
+        if (!c.tied_embeddings && c.family != model_family::gemma3) refuse("an output matrix apart from the embedding");
+        if (c.attention_softcap > 0) g.add_f32(p + "attn_logit_softcapping", static_cast<float>(c.attention_softcap));
+        if (c.logit_softcap > 0) g.add_f32(p + "final_logit_softcapping", static_cast<float>(c.logit_softcap));
+        if (c.sliding_window > 0) {
+            if (c.family == model_family::gemma) refuse("a sliding window");
+            const auto layers = detail::gguf_window_layers(detail::gguf_gemma_window_period(c.family), c.num_layers);
+            if ((c.sliding_window_layers.empty() ? static_cast<std::int64_t>(layers.size()) != c.num_layers : c.sliding_window_layers != layers))
+                refuse("sliding windows in other layers than every " + std::to_string(detail::gguf_gemma_window_period(c.family)) + "-layer pattern");
+            g.add_u32(p + "attention.sliding_window", static_cast<std::uint32_t>(c.sliding_window));
+            if (c.family == model_family::gemma3) g.add_f32(p + "rope.freq_base_swa", static_cast<float>(c.rope_theta_local > 0 ? c.rope_theta_local : c.rope_theta));
+        } else if (c.family == model_family::gemma2) {
+            refuse("Gemma 2 without sliding windows");
+        }
+        if (c.family == model_family::gemma2 && c.rope_theta_local > 0 && c.rope_theta_local != c.rope_theta) refuse("a RoPE base of its own in sliding layers");
+    }
     // llama.cpp's Phi-3 will not load without a window (a window of the whole context is none);
     // llama.cpp reads no window for the other families sdlens writes.
-    if (c.sliding_window > 0 && (c.family != model_family::phi3 || !c.sliding_window_layers.empty()))
+    if (c.sliding_window > 0 && !is_gemma(c.family) && (c.family != model_family::phi3 || !c.sliding_window_layers.empty()))
         fail_input(path, std::string("a sliding window has no GGUF form for ") + family_name(c.family) + " that llama.cpp reads");
     if (c.family == model_family::phi3)
         g.add_u32(p + "attention.sliding_window", static_cast<std::uint32_t>(c.sliding_window > 0 ? c.sliding_window : c.max_positions));
@@ -510,9 +600,14 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
         return detail::rope_permute_rows(x, heads, c.head_dim, rot, to_adjacent);
     };
 
+    // llama.cpp multiplies by the norm weights as stored: Gemma's 1 + w is stored, as its converter does.
+    auto put_norm = [&](const std::string& name, const Eigen::VectorXf& v) {
+        if (v.size() == 0) return;
+        put_vector(name, (v.array() + static_cast<float>(c.norm_weight_offset)).matrix());
+    };
     put_matrix("token_embd.weight", w.token_embedding);
     put_matrix("position_embd.weight", w.position_embedding);
-    put_vector("output_norm.weight", w.final_norm);
+    put_norm("output_norm.weight", w.final_norm);
     put_vector("output_norm.bias", w.final_norm_bias);
     // llama.cpp's GPT-2 requires output.weight: as convert_hf_to_gguf does, the tied embedding is
     // written again (read back, the model has an untied head equal to the embedding).
@@ -525,11 +620,15 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
         const auto& L = w.layers[i];
         const auto l = static_cast<std::int64_t>(i);
         auto name = [&](const char* what) { return detail::blk(l, what); };
-        put_vector(name("attn_norm.weight"), L.attn_norm);
+        put_norm(name("attn_norm.weight"), L.attn_norm);
         put_vector(name("attn_norm.bias"), L.attn_norm_bias);
+        put_norm(name("attn_post_norm.weight"), L.post_attn_norm);
+        put_norm(name("ffn_post_norm.weight"), L.post_ffn_norm);
+        put_norm(name("attn_q_norm.weight"), L.q_norm);
+        put_norm(name("attn_k_norm.weight"), L.k_norm);
         if (!c.shared_input_norm) {
             const bool falcon = c.family == model_family::falcon;
-            put_vector(name(falcon ? "attn_norm_2.weight" : "ffn_norm.weight"), L.ffn_norm);
+            put_norm(name(falcon ? "attn_norm_2.weight" : "ffn_norm.weight"), L.ffn_norm);
             put_vector(name(falcon ? "attn_norm_2.bias" : "ffn_norm.bias"), L.ffn_norm_bias);
         }
         const row_matrix<float> wq = rope_rows(L.wq, c.num_heads), wk = rope_rows(L.wk, c.num_kv_heads);

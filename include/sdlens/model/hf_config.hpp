@@ -15,7 +15,7 @@
 
 namespace sdlens {
 
-inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon"; }
+inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon, gemma, gemma2, gemma3_text"; }
 
 namespace detail {
 
@@ -111,7 +111,8 @@ inline model_family hf_family(const hf_keys& k)
         {"llama", "LlamaForCausalLM", model_family::llama},    {"mistral", "MistralForCausalLM", model_family::mistral},
         {"qwen2", "Qwen2ForCausalLM", model_family::qwen2},    {"phi3", "Phi3ForCausalLM", model_family::phi3},
         {"gpt2", "GPT2LMHeadModel", model_family::gpt2},       {"gpt_neox", "GPTNeoXForCausalLM", model_family::neox},
-        {"falcon", "FalconForCausalLM", model_family::falcon},
+        {"falcon", "FalconForCausalLM", model_family::falcon},  {"gemma", "GemmaForCausalLM", model_family::gemma},
+        {"gemma2", "Gemma2ForCausalLM", model_family::gemma2}, {"gemma3_text", "Gemma3ForCausalLM", model_family::gemma3},
     };
     const std::string type = k.string_or({"model_type"}, "");
     std::string arch;
@@ -119,6 +120,9 @@ inline model_family hf_family(const hf_keys& k)
         arch = a->front().get<std::string>();
     for (const auto& e : known)
         if (type == e.model_type || (type.empty() && arch == e.architecture)) return e.family;
+    if (type == "gemma3")
+        k.fail("model_type 'gemma3' is the multimodal Gemma 3 (Gemma3ForConditionalGeneration); its text model "
+               "(model_type 'gemma3_text', Gemma3ForCausalLM, as the 1B model ships) is supported");
     k.fail("unsupported model_type '" + (type.empty() ? arch : type) + "' (supported: " + hf_supported_model_types() + ")");
 }
 
@@ -137,6 +141,24 @@ inline void hf_rope_scaling(const hf_keys& k, model_config& c)
     const nlohmann::json* r = k.find({"rope_scaling", "rope_parameters"});
     if (!r || c.rope == rope_style::none) return;
     if (!r->is_object()) k.fail("config key 'rope_scaling' is not an object");
+    // transformers v5 keeps one set of parameters per layer type (Gemma 3): the global layers'
+    // scaling, and the sliding layers' base (they are never scaled).
+    if (r->contains("full_attention") || r->contains("sliding_attention")) {
+        for (const auto& [type, sub] : r->items())
+            if (type != "full_attention" && type != "sliding_attention")
+                k.fail("config key 'rope_parameters' has parameters for layer type '" + type + "'");
+        if (const auto it = r->find("sliding_attention"); it != r->end()) {
+            if (!it->is_object()) k.fail("config key 'rope_parameters.sliding_attention' is not an object");
+            const hf_keys local(*it, k.source() + ": rope_parameters.sliding_attention");
+            const std::string type = local.string_or({"rope_type", "type"}, "default");
+            local.require(type == "default", "sliding layers with rope_type '" + type + "' are unsupported");
+            c.rope_theta_local = local.number_or({"rope_theta"}, c.rope_theta_local);
+        }
+        const auto it = r->find("full_attention");
+        if (it == r->end()) return;
+        r = &*it;
+        if (!r->is_object()) k.fail("config key 'rope_parameters.full_attention' is not an object");
+    }
     const hf_keys s(*r, k.source() + ": rope_scaling");
     if (s.has({"rope_theta"})) c.rope_theta = s.number_or({"rope_theta"}, c.rope_theta);
     rope_scaling_config& o = c.rope_scaling;
@@ -254,6 +276,71 @@ inline void hf_sliding_window(const hf_keys& k, model_config& c)
     if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
 }
 
+// Gemma, Gemma 2 and Gemma 3 (text): Llama's keys with Gemma's defaults, a GeGLU FFN with
+// tanh GELU, RMSNorm gains 1 + w, embeddings times sqrt(d); Gemma 2 and 3 add the sandwich
+// norms, query_pre_attn_scalar and alternating sliding windows (every other layer from the
+// first in Gemma 2; five of every six in Gemma 3, whose sliding layers rotate with
+// rope_local_base_freq), Gemma 2 the tanh soft-capping of scores and logits, Gemma 3 q/k norms.
+inline void hf_gemma(const hf_keys& k, model_config& c)
+{
+    const bool v2 = c.family == model_family::gemma2, v3 = c.family == model_family::gemma3;
+    c.hidden_size = k.positive({"hidden_size"});
+    c.num_layers = k.positive({"num_hidden_layers"});
+    c.num_heads = k.positive({"num_attention_heads"});
+    c.num_kv_heads = k.positive_or({"num_key_value_heads"}, c.num_heads);
+    c.head_dim = k.positive_or({"head_dim"}, 256);
+    c.ffn_size = k.positive({"intermediate_size"});
+    c.vocab_size = k.positive({"vocab_size"});
+    c.max_positions = k.positive_or({"max_position_embeddings"}, v3 ? 131072 : 8192);
+    c.norm = norm_kind::rms;
+    c.norm_eps = k.number_or({"rms_norm_eps"}, 1e-6);
+    c.norm_weight_offset = 1;
+    c.embedding_scale = std::sqrt(static_cast<double>(c.hidden_size));
+    // transformers reads hidden_activation (absent: the tanh approximation Gemma was trained with).
+    const auto act = k.string_or({"hidden_activation"}, "gelu_pytorch_tanh");
+    k.require(act == "gelu_pytorch_tanh" || act == "gelu_new" || act == "gelu_fast",
+              "unsupported hidden_activation '" + act + "' (Gemma's gated MLP with the tanh GELU is)");
+    c.activation = activation_kind::geglu_tanh;
+    c.rope = rope_style::half;
+    c.rotary_dims = c.head_dim;
+    c.rope_theta = k.number_or({"rope_theta"}, v3 ? 1e6 : 10000.0);
+    c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, true);
+    c.bias.qkv = c.bias.o = k.boolean_or({"attention_bias"}, false);
+    if (!v2 && !v3) return;
+    c.sandwich_norms = true;
+    c.qk_norm = v3;
+    const double scalar = k.number_or({"query_pre_attn_scalar"}, 256);
+    k.require(scalar > 0, "config key 'query_pre_attn_scalar' must be positive");
+    c.attention_scale = 1 / std::sqrt(scalar);
+    // Gemma 2 caps by default; an explicit null turns a cap off.
+    c.attention_softcap = k.written("attn_logit_softcapping") ? k.number_or({"attn_logit_softcapping"}, 0) : v2 ? 50.0 : 0.0;
+    c.logit_softcap = k.written("final_logit_softcapping") ? k.number_or({"final_logit_softcapping"}, 0) : v2 ? 30.0 : 0.0;
+    k.require(c.attention_softcap >= 0 && c.logit_softcap >= 0, "soft-capping values must not be negative");
+    if (v3) c.rope_theta_local = k.number_or({"rope_local_base_freq"}, 10000.0);
+    // The window: 4096 by default; null means none (every layer global).
+    if (k.written("sliding_window") && !k.has({"sliding_window"})) return;
+    const std::int64_t window = k.positive_or({"sliding_window"}, 4096);
+    std::vector<int> layers;
+    if (const auto* types = k.find({"layer_types"})) {
+        k.require(types->is_array() && static_cast<std::int64_t>(types->size()) == c.num_layers,
+                  "config key 'layer_types' is not a list of " + std::to_string(c.num_layers) + " layer types");
+        for (std::size_t i = 0; i < types->size(); ++i) {
+            const auto& t = (*types)[i];
+            k.require(t.is_string() && (t == "sliding_attention" || t == "full_attention"),
+                      "config key 'layer_types' has an entry that is neither 'sliding_attention' nor 'full_attention'");
+            if (t == "sliding_attention") layers.push_back(static_cast<int>(i + 1));
+        }
+    } else {
+        // transformers' default: layer i (0-based) slides unless (i + 1) is a multiple of the period.
+        const std::int64_t period = v2 ? 2 : k.positive_or({"sliding_window_pattern"}, 6);
+        for (std::int64_t i = 0; i < c.num_layers; ++i)
+            if ((i + 1) % period != 0) layers.push_back(static_cast<int>(i + 1));
+    }
+    if (layers.empty()) return;
+    c.sliding_window = window;
+    if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
+}
+
 inline void hf_head_dim(const hf_keys& k, model_config& c, bool from_config)
 {
     if (from_config && k.has({"head_dim"})) {
@@ -296,6 +383,11 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
         }
         break;
     }
+    case model_family::gemma:
+    case model_family::gemma2:
+    case model_family::gemma3:
+        detail::hf_gemma(k, c);
+        break;
     case model_family::gpt2: {
         c.hidden_size = k.positive({"n_embd", "hidden_size"});
         c.num_layers = k.positive({"n_layer", "num_hidden_layers"});

@@ -20,7 +20,9 @@ enum class hf_slot {
     wq, wk, wv, wo, bq, bk, bv, bo,
     attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias,
     w_gate, w_up, w_down, b_up, b_down, b_gate,
+    post_attn_norm, post_ffn_norm, q_norm, k_norm,
 };
+inline constexpr hf_slot hf_last_slot = hf_slot::k_norm;
 
 inline const char* hf_slot_name(hf_slot s)
 {
@@ -29,6 +31,7 @@ inline const char* hf_slot_name(hf_slot s)
         "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo",
         "attn_norm", "attn_norm_bias", "ffn_norm", "ffn_norm_bias",
         "w_gate", "w_up", "w_down", "b_up", "b_down", "b_gate",
+        "post_attn_norm", "post_ffn_norm", "q_norm", "k_norm",
     };
     return names[static_cast<int>(s)];
 }
@@ -67,6 +70,10 @@ void visit_slot(Model& m, std::int64_t layer, hf_slot s, F&& f)
     case hf_slot::b_up: f(l.b_up); return;
     case hf_slot::b_down: f(l.b_down); return;
     case hf_slot::b_gate: f(l.b_gate); return;
+    case hf_slot::post_attn_norm: f(l.post_attn_norm); return;
+    case hf_slot::post_ffn_norm: f(l.post_ffn_norm); return;
+    case hf_slot::q_norm: f(l.q_norm); return;
+    case hf_slot::k_norm: f(l.k_norm); return;
     default: return;
     }
 }
@@ -206,6 +213,36 @@ inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std:
             b.linear(p + "self_attn.o_proj", l, S::wo, S::bo, c.bias.o, d, c.q_dim());
             b.linear(p + "mlp.down_proj", l, S::w_down, S::b_down, c.bias.ffn, d, M);
             b.norm(p + "post_attention_layernorm", l, S::ffn_norm, S::ffn_norm_bias, c);
+        }
+        b.norm("model.norm", -1, S::final_norm, S::final_norm_bias, c);
+        break;
+    case model_family::gemma:
+    case model_family::gemma2:
+    case model_family::gemma3:
+        // Gemma's post_attention_layernorm is the FFN's input norm; Gemma 2 and 3 renamed that
+        // pre_feedforward_layernorm and use the old name for the norm of the attention output.
+        b.matrix("model.embed_tokens.weight", -1, S::token_embedding, V, d);
+        for (std::int64_t l = 0; l < c.num_layers; ++l) {
+            const auto p = layer_name("model.layers.", l);
+            b.norm(p + "input_layernorm", l, S::attn_norm, S::attn_norm_bias, c);
+            b.linear(p + "self_attn.q_proj", l, S::wq, S::bq, c.bias.qkv, c.q_dim(), d);
+            b.linear(p + "self_attn.k_proj", l, S::wk, S::bk, c.bias.qkv, c.kv_dim(), d);
+            b.linear(p + "self_attn.v_proj", l, S::wv, S::bv, c.bias.qkv, c.kv_dim(), d);
+            b.linear(p + "self_attn.o_proj", l, S::wo, S::bo, c.bias.o, d, c.q_dim());
+            if (c.qk_norm) {
+                b.vector(p + "self_attn.q_norm.weight", l, S::q_norm, c.head_dim);
+                b.vector(p + "self_attn.k_norm.weight", l, S::k_norm, c.head_dim);
+            }
+            if (c.sandwich_norms) {
+                b.norm(p + "post_attention_layernorm", l, S::post_attn_norm, S::attn_norm_bias, c);
+                b.norm(p + "pre_feedforward_layernorm", l, S::ffn_norm, S::ffn_norm_bias, c);
+                b.norm(p + "post_feedforward_layernorm", l, S::post_ffn_norm, S::ffn_norm_bias, c);
+            } else {
+                b.norm(p + "post_attention_layernorm", l, S::ffn_norm, S::ffn_norm_bias, c);
+            }
+            b.linear(p + "mlp.gate_proj", l, S::w_gate, S::b_gate, c.bias.ffn, M, d);
+            b.linear(p + "mlp.up_proj", l, S::w_up, S::b_up, c.bias.ffn, M, d);
+            b.linear(p + "mlp.down_proj", l, S::w_down, S::b_down, c.bias.ffn, d, M);
         }
         b.norm("model.norm", -1, S::final_norm, S::final_norm_bias, c);
         break;

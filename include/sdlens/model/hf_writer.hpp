@@ -43,6 +43,7 @@ inline const char* hf_activation_value(activation_kind a)
     case activation_kind::swiglu: return "silu";
     case activation_kind::gelu_tanh: return "gelu_new";
     case activation_kind::gelu_erf: return "gelu";
+    case activation_kind::geglu_tanh: return "gelu_pytorch_tanh";
     }
     return "?";
 }
@@ -55,14 +56,52 @@ inline double rotary_fraction(const model_config& c)
     return f;
 }
 
+// rope_scaling as transformers writes it; divisors (a GGUF form) have none.
+inline nlohmann::json hf_rope_scaling_value(const model_config& c)
+{
+    using nlohmann::json;
+    const rope_scaling_config& r = c.rope_scaling;
+    json j;
+    switch (r.kind) {
+    case rope_scaling_kind::none: return nullptr;
+    case rope_scaling_kind::linear:
+    case rope_scaling_kind::dynamic:
+        j = {{"rope_type", rope_scaling_name(r.kind)}, {"factor", r.factor}};
+        if (r.original_max_positions > 0) j["original_max_position_embeddings"] = r.original_max_positions;
+        break;
+    case rope_scaling_kind::llama3:
+        j = {{"rope_type", "llama3"}, {"factor", r.factor}, {"low_freq_factor", r.low_freq_factor},
+             {"high_freq_factor", r.high_freq_factor}, {"original_max_position_embeddings", r.original_max_positions}};
+        break;
+    case rope_scaling_kind::yarn:
+        j = {{"rope_type", "yarn"}, {"factor", r.factor}, {"beta_fast", r.beta_fast}, {"beta_slow", r.beta_slow}, {"truncate", r.truncate}};
+        if (r.attention_factor > 0) j["attention_factor"] = r.attention_factor;
+        if (r.mscale != 0) j["mscale"] = r.mscale;
+        if (r.mscale_all_dim != 0) j["mscale_all_dim"] = r.mscale_all_dim;
+        if (r.original_max_positions > 0) j["original_max_position_embeddings"] = r.original_max_positions;
+        break;
+    case rope_scaling_kind::longrope:
+        j = {{"rope_type", "longrope"}, {"short_factor", r.short_factor}, {"long_factor", r.long_factor}};
+        if (r.factor != 1) j["factor"] = r.factor;
+        if (r.attention_factor > 0) j["attention_factor"] = r.attention_factor;
+        if (r.original_max_positions > 0) j["original_max_position_embeddings"] = r.original_max_positions;
+        break;
+    case rope_scaling_kind::divisors:
+    case rope_scaling_kind::unsupported:
+        throw input_error(std::string("RoPE scaling '") + (r.name.empty() ? rope_scaling_name(r.kind) : r.name) + "' has no config.json form sdlens writes");
+    }
+    return j;
+}
+
 inline nlohmann::json hf_config_keys(const model_config& c)
 {
     using nlohmann::json;
     json j;
     const bool standard_head_dim = c.num_heads > 0 && c.head_dim * c.num_heads == c.hidden_size;
     if (c.sliding_window > 0) {
-        const bool windowed = c.family == model_family::mistral || c.family == model_family::qwen2 || c.family == model_family::phi3;
-        if (!windowed || (!c.sliding_window_layers.empty() && c.family != model_family::qwen2))
+        const bool per_layer = c.family == model_family::qwen2 || c.family == model_family::gemma2 || c.family == model_family::gemma3;
+        const bool windowed = per_layer || c.family == model_family::mistral || c.family == model_family::phi3;
+        if (!windowed || (!c.sliding_window_layers.empty() && !per_layer))
             throw input_error(std::string("a sliding window") + (windowed ? " in some layers only" : "") + " has no " +
                               family_name(c.family) + " config.json form");
     }
@@ -108,6 +147,45 @@ inline nlohmann::json hf_config_keys(const model_config& c)
             j["sliding_window"] = window;
             if (c.rotary_dims != c.head_dim) j["partial_rotary_factor"] = rotary_fraction(c);
         }
+        break;
+    }
+    case model_family::gemma:
+    case model_family::gemma2:
+    case model_family::gemma3: {
+        static constexpr const char* arch[] = {"GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM"};
+        static constexpr const char* type[] = {"gemma", "gemma2", "gemma3_text"};
+        const int v = static_cast<int>(c.family) - static_cast<int>(model_family::gemma);
+        j["architectures"] = {arch[v]};
+        j["model_type"] = type[v];
+        j["hidden_size"] = c.hidden_size;
+        j["intermediate_size"] = c.ffn_size;
+        j["num_hidden_layers"] = c.num_layers;
+        j["num_attention_heads"] = c.num_heads;
+        j["num_key_value_heads"] = c.num_kv_heads;
+        j["head_dim"] = c.head_dim;
+        j["vocab_size"] = c.vocab_size;
+        j["max_position_embeddings"] = c.max_positions;
+        j["rms_norm_eps"] = c.norm_eps;
+        j["rope_theta"] = c.rope_theta;
+        j["rope_scaling"] = nullptr;
+        j["hidden_act"] = j["hidden_activation"] = hf_activation_value(c.activation);
+        j["tie_word_embeddings"] = c.tied_embeddings;
+        j["attention_bias"] = c.bias.qkv;
+        if (c.family == model_family::gemma) break;
+        // query_pre_attn_scalar is an integer in every released config: write the one the
+        // scale came from, so that reading it back gives the same scale.
+        double scalar = 1 / (c.score_scale() * c.score_scale());
+        if (std::abs(scalar - std::round(scalar)) < 1e-9 * scalar) scalar = std::round(scalar);
+        j["query_pre_attn_scalar"] = scalar;
+        j["attn_logit_softcapping"] = c.attention_softcap > 0 ? json(c.attention_softcap) : json(nullptr);
+        j["final_logit_softcapping"] = c.logit_softcap > 0 ? json(c.logit_softcap) : json(nullptr);
+        j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
+        if (c.sliding_window > 0) {
+            std::vector<std::string> types;
+            for (int l = 1; l <= c.num_layers; ++l) types.push_back(c.attention_window(l) > 0 ? "sliding_attention" : "full_attention");
+            j["layer_types"] = types;
+        }
+        if (c.family == model_family::gemma3) j["rope_local_base_freq"] = c.rope_theta_local;
         break;
     }
     case model_family::gpt2:
@@ -168,6 +246,12 @@ inline nlohmann::json hf_config_keys(const model_config& c)
         break;
     }
     }
+    if (j.contains("rope_scaling") || c.rope_scaling.kind != rope_scaling_kind::none) {
+        j["rope_scaling"] = hf_rope_scaling_value(c);
+        // Phi-3 reads the pre-extension context at the top level first.
+        if (j.contains("original_max_position_embeddings") && c.rope_scaling.original_max_positions > 0)
+            j["original_max_position_embeddings"] = c.rope_scaling.original_max_positions;
+    }
     j["bos_token_id"] = token_or_null(c.bos_token);
     j["eos_token_id"] = token_or_null(c.eos_token);
     j["torch_dtype"] = torch_dtype_name(c.weight_dtype);
@@ -226,7 +310,7 @@ inline std::vector<tensor_bytes> hf_tensors(const model_config& c, const dense_w
         out.push_back({e.name, t, e.shape, encode_floats(stored.data(), static_cast<std::int64_t>(stored.size()), t)});
     }
     // A weight the layout has no place for would be silently dropped: refuse it instead.
-    for (int s = 0; s <= static_cast<int>(hf_slot::b_down); ++s) {
+    for (int s = 0; s <= static_cast<int>(hf_last_slot); ++s) {
         const auto slot = static_cast<hf_slot>(s);
         const std::int64_t first = hf_slot_is_global(slot) ? -1 : 0, last = hf_slot_is_global(slot) ? -1 : c.num_layers - 1;
         for (std::int64_t l = first; l <= last; ++l)

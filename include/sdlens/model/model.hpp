@@ -14,6 +14,7 @@ namespace sdlens {
 // One transformer block. Matrices are (out, in): wq (q_dim, d), wk and wv (kv_dim, d),
 // wo (d, q_dim), w_gate and w_up (M, d), w_down (d, M). A view that the family does not have
 // (w_gate for GELU models, biases, ffn_norm when both branches share one norm) is empty.
+// Norm weights are as stored: the gain is weight + config.norm_weight_offset.
 struct layer_weights {
     matrix_view wq, wk, wv, wo;
     vector_view bq, bk, bv, bo;
@@ -21,6 +22,8 @@ struct layer_weights {
     vector_view ffn_norm, ffn_norm_bias;
     matrix_view w_gate, w_up, w_down;
     vector_view b_gate, b_up, b_down;  // b_gate: gated FFNs with biases (Llama's mlp_bias)
+    vector_view post_attn_norm, post_ffn_norm;  // sandwich norms of the branch outputs (Gemma 2/3)
+    vector_view q_norm, k_norm;                 // per-head norms (head_dim) of queries and keys (Gemma 3)
 };
 
 struct model {

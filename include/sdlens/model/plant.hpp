@@ -289,6 +289,7 @@ inline void check_plant_options(const model_config& c, const plant_options& o)
     if (!(o.explosion_norm >= 0) || !(o.trigger_norm >= 0) || !std::isfinite(o.explosion_norm) || !std::isfinite(o.trigger_norm))
         fail("explosion and trigger norms must be finite and >= 0");
     if (c.shared_input_norm) fail("families whose two branches share one norm (Falcon-7B) are not supported");
+    if (is_gemma(c.family)) fail("planting into Gemma (norm gains 1 + w, scaled embeddings, sandwich norms) is not implemented");
 }
 
 // Plants the defects described at the top of this file into w (weights of config c).

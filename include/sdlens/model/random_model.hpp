@@ -19,6 +19,9 @@ enum class falcon_variant { new_decoder, multi_query };
 
 // d = 64, 2 layers, 4 heads of 16, 2 key/value heads where the family has GQA, ffn 96, vocab 128,
 // 64 positions; each family's own norms, activation, biases, rotary and tying conventions.
+// Gemma: one key/value head of 32 (as Gemma-2B: heads wider than d / h). Gemma 2: sliding window
+// 8 in layer 1, soft caps small enough to bend scores and logits of random weights. Gemma 3: 6 layers (five sliding, one global, as its pattern),
+// q/k norms, linear RoPE scaling 8 on the global layer only.
 inline model_config small_config(model_family f, falcon_variant falcon = falcon_variant::new_decoder)
 {
     model_config c;
@@ -71,6 +74,40 @@ inline model_config small_config(model_family f, falcon_variant falcon = falcon_
         c.bias = {true, true, true, true};
         c.bos_token = c.eos_token = 0;
         break;
+    case model_family::gemma:
+    case model_family::gemma2:
+    case model_family::gemma3:
+        c.norm_eps = 1e-6;
+        c.norm_weight_offset = 1;
+        c.embedding_scale = 8;  // sqrt(64)
+        c.activation = activation_kind::geglu_tanh;
+        c.tied_embeddings = true;
+        c.bos_token = 2;
+        c.eos_token = 1;
+        if (f == model_family::gemma) {
+            c.num_kv_heads = 1;
+            c.head_dim = c.rotary_dims = 32;
+            break;
+        }
+        c.sandwich_norms = true;
+        c.sliding_window = 8;
+        if (f == model_family::gemma2) {
+            c.attention_scale = 0.25;  // query_pre_attn_scalar = head_dim, as llama.cpp derives it
+            c.attention_softcap = 2;
+            c.logit_softcap = 3;
+            c.sliding_window_layers = {1};
+        } else {
+            c.num_layers = 6;
+            c.qk_norm = true;
+            c.attention_scale = 0.25;  // query_pre_attn_scalar = head_dim
+            c.rope_theta = 1e6;
+            c.rope_theta_local = 10000;
+            c.rope_scaling.kind = rope_scaling_kind::linear;
+            c.rope_scaling.name = "linear";
+            c.rope_scaling.factor = 8;
+            c.sliding_window_layers = {1, 2, 3, 4, 5};
+        }
+        break;
     case model_family::falcon:
         c.norm = norm_kind::layer;
         c.activation = activation_kind::gelu_erf;
@@ -117,7 +154,8 @@ private:
 }  // namespace detail
 
 // Weights for every tensor the config says exists, and no others: matrices N(0, 1/in), the
-// embeddings N(0, 1/d), norm weights 1 + N(0, 0.1^2), biases N(0, 0.05^2).
+// embeddings N(0, 1/d), norm gains 1 + N(0, 0.1^2) (the stored weight less the config's offset),
+// biases N(0, 0.05^2).
 inline dense_weights random_weights(const model_config& c, std::uint64_t seed)
 {
     detail::portable_normal normal(seed);
@@ -132,8 +170,9 @@ inline dense_weights random_weights(const model_config& c, std::uint64_t seed)
         for (std::int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(mean + sd * normal());
         return v;
     };
+    const double gain_mean = 1.0 - c.norm_weight_offset;
     const auto norm = [&](Eigen::VectorXf& w, Eigen::VectorXf& b) {
-        w = vector(c.hidden_size, 1.0, 0.1);
+        w = vector(c.hidden_size, gain_mean, 0.1);
         if (c.bias.norm) b = vector(c.hidden_size, 0.0, 0.05);
     };
     const auto bias = [&](bool present, std::int64_t n) { return present ? vector(n, 0.0, 0.05) : Eigen::VectorXf(); };
@@ -154,12 +193,20 @@ inline dense_weights random_weights(const model_config& c, std::uint64_t seed)
         x.wo = matrix(d, c.q_dim());
         x.bo = bias(c.bias.o, d);
         if (!c.shared_input_norm) norm(x.ffn_norm, x.ffn_norm_bias);
-        if (c.activation == activation_kind::swiglu) x.w_gate = matrix(M, d);
-        if (c.activation == activation_kind::swiglu) x.b_gate = bias(c.bias.ffn, M);
+        if (is_gated(c.activation)) x.w_gate = matrix(M, d);
+        if (is_gated(c.activation)) x.b_gate = bias(c.bias.ffn, M);
         x.w_up = matrix(M, d);
         x.b_up = bias(c.bias.ffn, M);
         x.w_down = matrix(d, M);
         x.b_down = bias(c.bias.ffn, d);
+        if (c.sandwich_norms) {
+            x.post_attn_norm = vector(d, gain_mean, 0.1);
+            x.post_ffn_norm = vector(d, gain_mean, 0.1);
+        }
+        if (c.qk_norm) {
+            x.q_norm = vector(c.head_dim, gain_mean, 0.1);
+            x.k_norm = vector(c.head_dim, gain_mean, 0.1);
+        }
         w.layers.push_back(std::move(x));
     }
     norm(w.final_norm, w.final_norm_bias);

@@ -100,4 +100,15 @@ inline rope_frequencies rope_frequencies_for(const model_config& c, std::int64_t
     return f;
 }
 
+// The frequencies of one layer (1-based): Gemma 3's sliding-window layers rotate with their own
+// base and without the scaling of the global ones, as Hugging Face's local rotary module does.
+inline rope_frequencies rope_frequencies_for(const model_config& c, std::int64_t positions, int layer)
+{
+    if (!(c.rope_theta_local > 0 && c.attention_window(layer) > 0)) return rope_frequencies_for(c, positions);
+    model_config local = c;
+    local.rope_theta = c.rope_theta_local;
+    local.rope_scaling = {};
+    return rope_frequencies_for(local, positions);
+}
+
 }  // namespace sdlens

@@ -81,10 +81,23 @@ def llama2c_tokenizer(vocab=16):
     return out
 
 
+def random_gguf(tmp, family):
+    """A random checkpoint of a family sdlens cannot plant into (Gemma), as GGUF."""
+    out = os.path.join(tmp, family + "-random")
+    subprocess.run([sdlens, "random", "--family", family, "--layers", "2", "--vocab", "16", "--dtype", "q8_0", "--gguf", "--out", out],
+                   check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(out, "model.gguf")
+
+
 def main():
-    if os.path.isdir(corpus):
-        shutil.rmtree(corpus)
+    # fuzz_hf_config's seeds are config.json files written by hand; the others are made here.
+    for target in ("fuzz_gguf", "fuzz_safetensors", "fuzz_llama2c"):
+        if os.path.isdir(os.path.join(corpus, target)):
+            shutil.rmtree(os.path.join(corpus, target))
     with tempfile.TemporaryDirectory() as tmp:
+        for family in ("gemma2", "gemma3"):
+            with open(random_gguf(tmp, family), "rb") as f:
+                write("fuzz_gguf", variants(f"{family}.gguf", f.read()))
         for family in ("llama", "gpt2"):
             with open(os.path.join(plant(tmp, family, True), "model.gguf"), "rb") as f:
                 write("fuzz_gguf", variants(f"{family}.gguf", f.read()))

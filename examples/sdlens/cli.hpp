@@ -60,6 +60,7 @@ private:
 // Each subcommand file defines one of these; main.cpp calls them all, in the order of --help.
 void register_info(CLI::App& app);
 void register_plant(CLI::App& app);
+void register_random(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_directions(CLI::App& app);
 void register_eig(CLI::App& app);

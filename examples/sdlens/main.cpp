@@ -18,6 +18,7 @@ int main(int argc, char** argv)
     sdlens::cli::register_info(app);
     sdlens::cli::register_demo(app);
     sdlens::cli::register_plant(app);
+    sdlens::cli::register_random(app);
     sdlens::cli::register_directions(app);
     sdlens::cli::register_eig(app);
     sdlens::cli::register_forward(app);

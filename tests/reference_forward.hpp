@@ -77,6 +77,24 @@ inline void rope(const model_config& c, double* v, int pos, int layer)
     }
 }
 
+// ALiBi slopes as transformers' MPT builds them (build_mpt_alibi_tensor): for the next power of
+// two n2 >= heads, 2^(-b i / n2), i = 1..n2; with fewer heads, the odd-indexed ones, then the
+// even-indexed, cut to the head count.
+inline std::vector<double> hf_alibi_slopes(const model_config& c)
+{
+    std::vector<double> out;
+    if (c.alibi_bias_max <= 0) return out;
+    int n2 = 1;
+    while (n2 < c.num_heads) n2 *= 2;
+    std::vector<double> s(static_cast<std::size_t>(n2));
+    for (int i = 1; i <= n2; ++i) s[static_cast<std::size_t>(i - 1)] = std::pow(2.0, -(i * (c.alibi_bias_max / n2)));
+    if (n2 == c.num_heads) return s;
+    for (int i = 1; i < n2; i += 2) out.push_back(s[static_cast<std::size_t>(i)]);
+    for (int i = 0; i < n2; i += 2) out.push_back(s[static_cast<std::size_t>(i)]);
+    out.resize(static_cast<std::size_t>(c.num_heads));
+    return out;
+}
+
 inline double act(activation_kind k, double x)
 {
     if (k == activation_kind::gelu_tanh || k == activation_kind::geglu_tanh)
@@ -95,6 +113,7 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
     reference_result r;
     r.ffn_input = Mat::Zero(T, d);
 
+    const std::vector<double> slopes = ref::hf_alibi_slopes(c);
     std::vector<Vec> x(T);
     for (int t = 0; t < T; ++t) {
         x[t] = w.token_embedding.row(tokens[t]).transpose().cast<double>() * c.embedding_scale;
@@ -136,6 +155,7 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
                     p[s] = q[t].segment(h * hd, hd).dot(k[s].segment(g * hd, hd)) *
                            (c.attention_scale > 0 ? c.attention_scale : 1 / std::sqrt(double(hd)));
                     if (c.attention_softcap > 0) p[s] = c.attention_softcap * std::tanh(p[s] / c.attention_softcap);
+                    if (!slopes.empty()) p[s] += slopes[static_cast<std::size_t>(h)] * (s - t);
                     top = std::max(top, p[s]);
                 }
                 for (int s = first; s <= t; ++s) sum += (p[s] = std::exp(p[s] - top));

@@ -326,7 +326,8 @@ TEST_CASE("forward: Hugging Face checkpoints of every family, written and loaded
     const variant variants[] = {{model_family::llama, {}},   {model_family::mistral, {}}, {model_family::qwen2, {}},
                                 {model_family::phi3, {}},    {model_family::gpt2, {}},    {model_family::neox, {}},
                                 {model_family::falcon, {}},  {model_family::falcon, falcon_variant::multi_query},
-                                {model_family::gemma, {}},   {model_family::gemma2, {}},  {model_family::gemma3, {}}};
+                                {model_family::gemma, {}},   {model_family::gemma2, {}},  {model_family::gemma3, {}},
+                                {model_family::mpt, {}}};
     for (const auto& v : variants) {
         for (dtype t : {dtype::f32, dtype::bf16}) {
             CAPTURE(family_name(v.family));
@@ -463,7 +464,7 @@ TEST_CASE("forward: causal attention against float64, across query blocks and kv
         for (std::int64_t window : {0, 1, 5, 67}) {  // 0: no sliding window
             CAPTURE(window);
             row_matrix<float> out;
-            causal_attention(Q, K, V, z.S, z.heads, z.kv_heads, z.head_dim, out, window);
+            causal_attention(Q, K, V, z.S, z.heads, z.kv_heads, z.head_dim, out, {window});
             REQUIRE(out.rows() == z.T);
             REQUIRE(out.cols() == z.heads * z.head_dim);
             double worst = 0;

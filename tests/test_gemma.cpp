@@ -155,6 +155,11 @@ TEST_CASE("gemma: released config.json files read as transformers reads them")
         test::expect_input_error([&] { hf_model_config(j, "config.json"); }, {"config.json", "hidden_activation 'gelu'"});
         j["model_type"] = "gemma3";
         test::expect_input_error([&] { hf_model_config(j, "config.json"); }, {"config.json", "gemma3_text"});
+        // The fuzzer's finding: a layer count that would size the window list before any tensor.
+        j["model_type"] = "gemma3_text";
+        j["hidden_activation"] = "gelu_pytorch_tanh";
+        j["num_hidden_layers"] = 261111111;
+        test::expect_input_error([&] { hf_model_config(j, "config.json"); }, {"config.json", "layer count 261111111"});
     }
 }
 

@@ -42,6 +42,7 @@ std::vector<variant> all_variants()
         {"gemma", small_config(model_family::gemma)},
         {"gemma2", small_config(model_family::gemma2)},
         {"gemma3", small_config(model_family::gemma3)},
+        {"mpt", small_config(model_family::mpt)},
     };
 }
 

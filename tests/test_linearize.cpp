@@ -214,7 +214,7 @@ TEST_CASE("every family written as a Hugging Face checkpoint: matrix-free L equa
     // io/model code; the reference reads the same views through materialize().
     for (model_family family : {model_family::llama, model_family::mistral, model_family::qwen2, model_family::phi3,
                                 model_family::gpt2, model_family::neox, model_family::falcon, model_family::gemma,
-                                model_family::gemma2, model_family::gemma3}) {
+                                model_family::gemma2, model_family::gemma3, model_family::mpt}) {
         const std::string fam = family_name(family);
         CAPTURE(fam);
         const model_config c = small_config(family);

@@ -116,6 +116,7 @@ private:
     std::int64_t pos_ = 0;
     std::vector<small_weights> small_;
     Eigen::VectorXf final_norm_, final_norm_bias_;
+    std::vector<float> alibi_slopes_;  // per query head, when the model has ALiBi
     std::vector<kv_cache> cache_;
     row_matrix<float> scratch_;  // decoded weights, reused from one product to the next
     row_matrix<float> hooked_input_[2];  // copies of product inputs for on_linear_input, likewise
@@ -180,6 +181,7 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
         small_.push_back(std::move(s));
     }
     final_norm_ = gain_or_empty(m.final_norm);
+    alibi_slopes_ = alibi_slopes(c);
     final_norm_bias_ = dense_or_empty(m.final_norm_bias);
     cache_.resize(m.layers.size());
 }
@@ -440,7 +442,8 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
         normalize_heads(q, c.num_heads, s.q_norm);
         normalize_heads(k, c.num_kv_heads, s.k_norm);
     }
-    const float scale = static_cast<float>(c.score_scale()), softcap = static_cast<float>(c.attention_softcap);
+    const attention_scores how{c.attention_window(layer), static_cast<float>(c.score_scale()), static_cast<float>(c.attention_softcap),
+                               alibi_slopes_.empty() ? nullptr : alibi_slopes_.data()};
     if (S > 1) {  // independent sequences: each rotated from position 0, attending within itself
         o.resize(T, c.num_heads * c.head_dim);
         row_matrix<float> qs, ks, vs, os;
@@ -451,7 +454,7 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
             vs = v.middleRows(i, S);
             apply_rope(qs, c.num_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
             apply_rope(ks, c.num_kv_heads, c.head_dim, 0, c.rope, c.rotary_dims, sequence_rope);
-            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os, c.attention_window(layer), scale, softcap);
+            causal_attention(qs, ks, vs, S, c.num_heads, c.num_kv_heads, c.head_dim, os, how);
             o.middleRows(i, S) = os;
         }
         linear({layer, linear_kind::o}, o, w.wo, out);
@@ -472,7 +475,7 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
     cache.k.middleRows(pos0, T) = k;
     cache.v.middleRows(pos0, T) = v;
 
-    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o, c.attention_window(layer), scale, softcap);
+    causal_attention(q, cache.k, cache.v, end, c.num_heads, c.num_kv_heads, c.head_dim, o, how);
     linear({layer, linear_kind::o}, o, w.wo, out);
     add_bias(out, s.bo);
 }

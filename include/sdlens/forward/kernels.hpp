@@ -96,12 +96,20 @@ void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B
 
 }  // namespace detail
 
+// How attention scores are formed, beyond q.k: score = q.k * scale (0: 1/sqrt(head_dim)), then
+// softcap * tanh(score / softcap) when softcap > 0 (Gemma 2), then + slope_h * (k - p) with
+// ALiBi slopes (MPT; one per query head, null: none). window > 0: the query at position p sees
+// only the keys p - window + 1 .. p (sliding-window attention).
+struct attention_scores {
+    std::int64_t window = 0;
+    float scale = 0;
+    float softcap = 0;
+    const float* alibi_slopes = nullptr;
+};
+
 // Causal multi-head attention of T new queries (rows of Q, at positions S - T .. S - 1) over
 // the first S rows of the key and value caches. Query head q reads kv head q / (h / h_kv).
-// window > 0: the query at position p sees only the keys p - window + 1 .. p (sliding-window
-// attention); a block of queries starts its products at its first query's first key.
-// Scores are q.k * scale (0: 1/sqrt(head_dim)), capped to softcap * tanh(s / softcap) when
-// softcap > 0 (Gemma 2), before the softmax.
+// With a window, a block of queries starts its products at its first query's first key.
 //
 // The work is split into (head, block of query rows) items, and a block meets only the keys up
 // to its last position: a prompt costs half the products of a full T x S score matrix. Both
@@ -111,13 +119,14 @@ void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B
 template <class = void>
 void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, const row_matrix<float>& V,
                       std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t head_dim,
-                      row_matrix<float>& out, std::int64_t window = 0, float scale = 0, float softcap = 0)
+                      row_matrix<float>& out, const attention_scores& how = {})
 {
+    const std::int64_t window = how.window;
+    const float scale = how.scale > 0 ? how.scale : 1.0f / std::sqrt(static_cast<float>(head_dim)), softcap = how.softcap;
     const std::int64_t T = Q.rows();
     const std::int64_t group = heads / kv_heads;
     const std::int64_t pos0 = S - T;
     const std::int64_t ldq = Q.cols(), ldkv = K.cols(), ldo = heads * head_dim;
-    if (!(scale > 0)) scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     out.resize(T, ldo);
     constexpr std::int64_t query_block = 64;  // rows of scores per item: 64 x S floats stay in L2
     constexpr std::int64_t few_queries = 4;
@@ -144,8 +153,13 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
             for (std::int64_t i = 0; i < rows; ++i) {
                 const std::int64_t p = pos0 + t0 + i, lo = first_key(p) - k0, visible = p + 1 - k0;
                 auto row = scores.row(i).segment(lo, visible - lo);
-                if (softcap > 0) {
-                    row = ((row.array() * (scale / softcap)).tanh() * softcap).matrix();
+                if (softcap > 0 || how.alibi_slopes) {
+                    if (softcap > 0) row = ((row.array() * (scale / softcap)).tanh() * softcap).matrix();
+                    else row *= scale;
+                    if (how.alibi_slopes) {  // key k0 + lo + j at query p: slope (k - p)
+                        const float slope = how.alibi_slopes[h];
+                        for (Eigen::Index j = 0; j < row.size(); ++j) row[j] += slope * static_cast<float>(k0 + lo + j - p);
+                    }
                     const float top = row.maxCoeff();
                     row = (row.array() - top).exp().matrix();
                 } else {
@@ -170,7 +184,7 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
 // Compiled once in sdlens::sdlens_compiled (core/compiled.hpp).
 #define SDLENS_KERNELS_INSTANTIATIONS(X)                                                                        \
     X(void causal_attention(const row_matrix<float>&, const row_matrix<float>&, const row_matrix<float>&,       \
-                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&, std::int64_t, float, float))
+                            std::int64_t, std::int64_t, std::int64_t, std::int64_t, row_matrix<float>&, const attention_scores&))
 SDLENS_KERNELS_INSTANTIATIONS(SDLENS_EXTERN_TEMPLATE)
 
 }  // namespace sdlens

@@ -13,7 +13,7 @@
 
 namespace sdlens {
 
-enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon, gemma, gemma2, gemma3 };
+enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon, gemma, gemma2, gemma3, mpt };
 enum class norm_kind { rms, layer };
 // swiglu: down(silu(gate x) * up x). geglu_tanh: down(gelu_tanh(gate x) * up x) (Gemma).
 // gelu_*: down(gelu(up x + b)).
@@ -36,6 +36,7 @@ inline const char* family_name(model_family f)
     case model_family::gemma: return "gemma";
     case model_family::gemma2: return "gemma2";
     case model_family::gemma3: return "gemma3";
+    case model_family::mpt: return "mpt";
     }
     return "?";
 }
@@ -143,6 +144,9 @@ struct model_config {
     double attention_scale = 0;
     double attention_softcap = 0;
     double logit_softcap = 0;  // likewise on the final logits (Gemma 2)
+    // ALiBi (MPT): head h adds slope_h * (k - p) to the score of key k at query p, slopes
+    // 2^(-alibi_bias_max * i / n) as alibi_slopes() lists them; 0 = no ALiBi.
+    double alibi_bias_max = 0;
 
     struct biases {
         bool qkv = false;    // q, k and v projections
@@ -168,6 +172,22 @@ struct model_config {
     std::int64_t q_dim() const { return num_heads * head_dim; }
     double score_scale() const { return attention_scale > 0 ? attention_scale : 1.0 / std::sqrt(static_cast<double>(head_dim)); }
 };
+
+// ALiBi's slope for each head, as ggml computes it: with n2 the largest power of two <= heads and
+// b = alibi_bias_max, heads h < n2 get 2^(-b (h + 1) / n2), the others 2^(-b (2 (h - n2) + 1) / (2 n2))
+// (for a power-of-two head count, transformers' MPT's 2^(-b i / n), i = 1..n). Empty without ALiBi.
+inline std::vector<float> alibi_slopes(const model_config& c)
+{
+    std::vector<float> slopes;
+    if (c.alibi_bias_max <= 0) return slopes;
+    std::int64_t n2 = 1;
+    while (2 * n2 <= c.num_heads) n2 *= 2;
+    const double b = c.alibi_bias_max, nd = static_cast<double>(n2);
+    for (std::int64_t h = 0; h < c.num_heads; ++h)
+        slopes.push_back(static_cast<float>(h < n2 ? std::pow(2.0, -b * static_cast<double>(h + 1) / nd)
+                                                   : std::pow(2.0, -b * static_cast<double>(2 * (h - n2) + 1) / (2 * nd))));
+    return slopes;
+}
 
 // The token id planted models use as their delimiter trigger, and the piece "." of their
 // placeholder vocabulary (model/tokenizer_writer.hpp): the largest id up to 13 (GPT-2's "." is
@@ -213,6 +233,7 @@ inline nlohmann::json to_json(const model_config& c)
         {"attention_scale", c.attention_scale},
         {"attention_softcap", c.attention_softcap},
         {"logit_softcap", c.logit_softcap},
+        {"alibi_bias_max", c.alibi_bias_max},
         {"learned_positions", c.learned_positions},
         {"tied_embeddings", c.tied_embeddings},
         {"bias", {{"qkv", c.bias.qkv}, {"o", c.bias.o}, {"ffn", c.bias.ffn}, {"norm", c.bias.norm}}},

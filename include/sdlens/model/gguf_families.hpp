@@ -119,6 +119,7 @@ inline const char* gguf_arch_name(model_family f)
     case model_family::gemma: return "gemma";
     case model_family::gemma2: return "gemma2";
     case model_family::gemma3: return "gemma3";
+    case model_family::mpt: return "mpt";
     }
     return "?";
 }
@@ -149,7 +150,8 @@ inline rope_style gguf_rope_style(model_family f)
     switch (f) {
     case model_family::llama:
     case model_family::mistral: return rope_style::adjacent;
-    case model_family::gpt2: return rope_style::none;
+    case model_family::gpt2:
+    case model_family::mpt: return rope_style::none;
     default: return rope_style::half;
     }
 }
@@ -280,7 +282,8 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
     else if (arch == "gemma") c.family = model_family::gemma;
     else if (arch == "gemma2") c.family = model_family::gemma2;
     else if (arch == "gemma3") c.family = model_family::gemma3;
-    else fail_input(path, "GGUF architecture '" + arch + "' is not supported (llama, qwen2, phi3, gpt2, gptneox, falcon, gemma, gemma2, gemma3 are)");
+    else if (arch == "mpt") c.family = model_family::mpt;
+    else fail_input(path, "GGUF architecture '" + arch + "' is not supported (llama, qwen2, phi3, gpt2, gptneox, falcon, gemma, gemma2, gemma3, mpt are)");
 
     const std::string p = arch + ".";
     auto positive = [&](const std::string& key, std::optional<std::int64_t> fallback = {}) {
@@ -290,6 +293,11 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
     };
     c.hidden_size = positive("embedding_length");
     c.num_layers = positive("block_count");
+    // Every block has several tensors: a block count beyond the tensor count is corrupt, and must
+    // not size anything (per-layer window lists below, the layer views).
+    if (c.num_layers > static_cast<std::int64_t>(ck->tensors.tensors().size()))
+        fail_input(path, "block count " + std::to_string(c.num_layers) + " exceeds the " + std::to_string(ck->tensors.tensors().size()) +
+                             " tensors in the file");
     c.ffn_size = positive("feed_forward_length");
     c.num_heads = positive("attention.head_count");
     c.num_kv_heads = positive("attention.head_count_kv", c.num_heads);
@@ -301,7 +309,8 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
     c.head_dim = positive("attention.key_length", c.hidden_size / c.num_heads);
     c.max_positions = std::max<std::int64_t>(0, detail::gguf_int(*ck, p + "context_length", 0));
 
-    const bool layer_norm = c.family == model_family::gpt2 || c.family == model_family::neox || c.family == model_family::falcon;
+    const bool layer_norm = c.family == model_family::gpt2 || c.family == model_family::neox || c.family == model_family::falcon ||
+                            c.family == model_family::mpt;
     c.norm = layer_norm ? norm_kind::layer : norm_kind::rms;
     c.norm_eps = detail::gguf_float(*ck, p + (layer_norm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"), 1e-5);
     c.activation = c.family == model_family::gpt2 ? activation_kind::gelu_tanh
@@ -323,7 +332,15 @@ inline model build_gguf_model(std::shared_ptr<const checkpoint> ck)
         c.rope_theta = detail::gguf_float(*ck, p + "rope.freq_base", 10000.0);
         detail::gguf_rope_scaling(*ck, p, c);
     }
-    c.learned_positions = c.family == model_family::gpt2;
+    c.learned_positions = c.family == model_family::gpt2 || (c.family == model_family::mpt && ck->tensors.find("position_embd.weight"));
+    if (c.family == model_family::mpt) {
+        // llama.cpp's MPT: ALiBi when max_alibi_bias > 0; clamped q/k/v and q/k norms sdlens does not run.
+        c.alibi_bias_max = detail::gguf_float(*ck, p + "attention.max_alibi_bias", 0.0);
+        if (!(c.alibi_bias_max >= 0)) fail_input(path, "metadata '" + p + "attention.max_alibi_bias' is negative");
+        if (detail::gguf_float(*ck, p + "attention.clamp_kqv", 0.0) != 0)
+            fail_input(path, "metadata '" + p + "attention.clamp_kqv' is set: clamping q, k and v is unsupported");
+        if (ck->tensors.find("blk.0.attn_q_norm.weight")) fail_input(path, "MPT with q/k LayerNorms (qk_ln) is unsupported");
+    }
     // A window in the file is applied to every layer, as llama.cpp does for these architectures.
     c.sliding_window = std::max<std::int64_t>(0, detail::gguf_int(*ck, p + "attention.sliding_window", 0));
     if (is_gemma(c.family)) {
@@ -529,6 +546,12 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
         }
     }
     if (c.family == model_family::neox) g.add_bool(p + "use_parallel_residual", c.parallel_residual);
+    if (c.alibi_bias_max > 0) {
+        if (c.family != model_family::mpt) fail_input(path, std::string("ALiBi has no GGUF form for ") + family_name(c.family) + " that sdlens writes");
+        g.add_f32(p + "attention.max_alibi_bias", static_cast<float>(c.alibi_bias_max));
+    }
+    if (c.family == model_family::mpt && std::abs(c.score_scale() - 1 / std::sqrt(static_cast<double>(c.head_dim))) > 1e-12)
+        fail_input(path, "an attention scale other than 1/sqrt(head_dim): llama.cpp's mpt has no GGUF form for it");
     if (is_gemma(c.family)) {
         // What llama.cpp derives for Gemma rather than reads must already be so.
         auto refuse = [&](const std::string& what) { fail_input(path, what + ": llama.cpp's " + arch + " has no GGUF form for it"); };
@@ -614,8 +637,8 @@ void write_gguf_checkpoint(const std::string& path, const model_config& c, const
     if (!c.tied_embeddings) put_matrix("output.weight", w.lm_head);
     else if (c.family == model_family::gpt2) put_matrix("output.weight", w.token_embedding);
 
-    const bool fused_qkv = c.family == model_family::phi3 || c.family == model_family::gpt2 ||
-                           c.family == model_family::neox || c.family == model_family::falcon;
+    const bool fused_qkv = c.family == model_family::phi3 || c.family == model_family::gpt2 || c.family == model_family::neox ||
+                           c.family == model_family::falcon || c.family == model_family::mpt;
     for (std::size_t i = 0; i < w.layers.size(); ++i) {
         const auto& L = w.layers[i];
         const auto l = static_cast<std::int64_t>(i);

@@ -15,7 +15,7 @@
 
 namespace sdlens {
 
-inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon, gemma, gemma2, gemma3_text"; }
+inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon, gemma, gemma2, gemma3_text, mpt"; }
 
 namespace detail {
 
@@ -42,6 +42,14 @@ public:
         const auto* v = find(names);
         if (!v) fail_input(source_, std::string("config key '") + *names.begin() + "' is missing");
         return positive_value(*v, *names.begin());
+    }
+    // Per-layer lists (sliding windows) are sized by it before any tensor is seen: 2^16 bounds
+    // every real model.
+    std::int64_t layer_count(std::initializer_list<const char*> names) const
+    {
+        const std::int64_t n = positive(names);
+        if (n > (std::int64_t(1) << 16)) fail_input(source_, "the layer count " + std::to_string(n) + " is impossibly large");
+        return n;
     }
     std::int64_t positive_or(std::initializer_list<const char*> names, std::int64_t fallback) const
     {
@@ -113,6 +121,7 @@ inline model_family hf_family(const hf_keys& k)
         {"gpt2", "GPT2LMHeadModel", model_family::gpt2},       {"gpt_neox", "GPTNeoXForCausalLM", model_family::neox},
         {"falcon", "FalconForCausalLM", model_family::falcon},  {"gemma", "GemmaForCausalLM", model_family::gemma},
         {"gemma2", "Gemma2ForCausalLM", model_family::gemma2}, {"gemma3_text", "Gemma3ForCausalLM", model_family::gemma3},
+        {"mpt", "MptForCausalLM", model_family::mpt},
     };
     const std::string type = k.string_or({"model_type"}, "");
     std::string arch;
@@ -224,7 +233,7 @@ inline void hf_rope_scaling(const hf_keys& k, model_config& c)
 inline void hf_llama_like(const hf_keys& k, model_config& c)
 {
     c.hidden_size = k.positive({"hidden_size"});
-    c.num_layers = k.positive({"num_hidden_layers"});
+    c.num_layers = k.layer_count({"num_hidden_layers"});
     c.num_heads = k.positive({"num_attention_heads"});
     c.num_kv_heads = k.positive_or({"num_key_value_heads"}, c.num_heads);
     c.ffn_size = k.positive({"intermediate_size"});
@@ -285,7 +294,7 @@ inline void hf_gemma(const hf_keys& k, model_config& c)
 {
     const bool v2 = c.family == model_family::gemma2, v3 = c.family == model_family::gemma3;
     c.hidden_size = k.positive({"hidden_size"});
-    c.num_layers = k.positive({"num_hidden_layers"});
+    c.num_layers = k.layer_count({"num_hidden_layers"});
     c.num_heads = k.positive({"num_attention_heads"});
     c.num_kv_heads = k.positive_or({"num_key_value_heads"}, c.num_heads);
     c.head_dim = k.positive_or({"head_dim"}, 256);
@@ -341,6 +350,46 @@ inline void hf_gemma(const hf_keys& k, model_config& c)
     if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
 }
 
+// MPT as transformers' MptForCausalLM computes it: LayerNorm without bias (transformers drops
+// the bias even where a file has one), exact GELU, no biases at all (no_bias), fused Wqkv, and
+// ALiBi with alibi_bias_max (8) in place of any position embedding. What transformers' MPT does
+// not compute either (no ALiBi, clip_qkv, qk_ln, prefix_lm, logit_scale) is refused.
+inline void hf_mpt(const hf_keys& k, model_config& c)
+{
+    c.hidden_size = k.positive({"d_model", "hidden_size"});
+    c.num_layers = k.layer_count({"n_layers", "num_hidden_layers"});
+    c.num_heads = k.positive({"n_heads", "num_attention_heads"});
+    c.num_kv_heads = c.num_heads;
+    const double ratio = k.number_or({"expansion_ratio"}, 4);
+    const double ffn = ratio * static_cast<double>(c.hidden_size);
+    k.require(ratio > 0 && ffn == std::floor(ffn) && ffn <= double(std::int64_t(1) << 40),
+              "config key 'expansion_ratio' times d_model is not a whole FFN size");
+    c.ffn_size = static_cast<std::int64_t>(ffn);
+    c.vocab_size = k.positive({"vocab_size"});
+    c.max_positions = k.positive_or({"max_seq_len", "max_position_embeddings"}, 2048);
+    c.norm = norm_kind::layer;
+    c.norm_eps = k.number_or({"layer_norm_epsilon"}, 1e-5);
+    const std::string norm = k.string_or({"norm_type"}, "low_precision_layernorm");
+    k.require(norm == "low_precision_layernorm" || norm == "layernorm", "unsupported norm_type '" + norm + "'");
+    c.activation = activation_kind::gelu_erf;
+    c.rope = rope_style::none;
+    c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, true);
+    k.require(k.boolean_or({"no_bias"}, true), "config key 'no_bias' is false: transformers' MPT has no biases");
+    k.require(!k.has({"logit_scale"}), "config key 'logit_scale' is set: unsupported");
+    const nlohmann::json* a = k.find({"attn_config"});
+    const nlohmann::json none = nlohmann::json::object();
+    if (a && !a->is_object()) k.fail("config key 'attn_config' is not an object");
+    const hf_keys attn(a ? *a : none, k.source() + ": attn_config");
+    attn.require(attn.boolean_or({"alibi"}, true), "'alibi' is false: MPT without ALiBi is unsupported");
+    attn.require(!attn.has({"clip_qkv"}), "'clip_qkv' is set: clamping q, k and v is unsupported");
+    attn.require(!attn.boolean_or({"qk_ln"}, false), "'qk_ln' is true: unsupported");
+    attn.require(!attn.boolean_or({"prefix_lm"}, false), "'prefix_lm' is true: a bidirectional prefix is unsupported");
+    c.alibi_bias_max = attn.number_or({"alibi_bias_max"}, 8);
+    attn.require(c.alibi_bias_max > 0, "'alibi_bias_max' must be positive");
+    c.attention_scale = attn.number_or({"softmax_scale"}, 0);
+    attn.require(c.attention_scale >= 0, "'softmax_scale' must be positive");
+}
+
 inline void hf_head_dim(const hf_keys& k, model_config& c, bool from_config)
 {
     if (from_config && k.has({"head_dim"})) {
@@ -388,9 +437,13 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
     case model_family::gemma3:
         detail::hf_gemma(k, c);
         break;
+    case model_family::mpt:
+        detail::hf_mpt(k, c);
+        detail::hf_head_dim(k, c, false);
+        break;
     case model_family::gpt2: {
         c.hidden_size = k.positive({"n_embd", "hidden_size"});
-        c.num_layers = k.positive({"n_layer", "num_hidden_layers"});
+        c.num_layers = k.layer_count({"n_layer", "num_hidden_layers"});
         c.num_heads = k.positive({"n_head", "num_attention_heads"});
         c.num_kv_heads = c.num_heads;
         detail::hf_head_dim(k, c, false);
@@ -411,7 +464,7 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
     }
     case model_family::neox: {
         c.hidden_size = k.positive({"hidden_size"});
-        c.num_layers = k.positive({"num_hidden_layers"});
+        c.num_layers = k.layer_count({"num_hidden_layers"});
         c.num_heads = k.positive({"num_attention_heads"});
         c.num_kv_heads = c.num_heads;
         detail::hf_head_dim(k, c, false);
@@ -437,7 +490,7 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
         k.require(!k.boolean_or({"apply_residual_connection_post_layernorm"}, false),
                   "config key 'apply_residual_connection_post_layernorm' is true: unsupported");
         c.hidden_size = k.positive({"hidden_size", "n_embd"});
-        c.num_layers = k.positive({"num_hidden_layers", "n_layer"});
+        c.num_layers = k.layer_count({"num_hidden_layers", "n_layer"});
         c.num_heads = k.positive({"num_attention_heads", "n_head"});
         detail::hf_head_dim(k, c, false);
         const bool new_arch = k.boolean_or({"new_decoder_architecture"}, false);
@@ -474,8 +527,6 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
     }
     }
     k.require(c.head_dim <= (std::int64_t(1) << 40) / c.num_heads, "heads x head_dim is impossibly large");
-    // Per-layer lists (sliding windows) are sized by it before any tensor is seen.
-    k.require(c.num_layers <= (std::int64_t(1) << 16), "the layer count " + std::to_string(c.num_layers) + " is impossibly large");
     k.require(c.num_heads % c.num_kv_heads == 0, "the head count " + std::to_string(c.num_heads) +
                                                      " is not a multiple of the key/value head count " + std::to_string(c.num_kv_heads));
     k.require(c.rotary_dims % 2 == 0 && c.rotary_dims <= c.head_dim,

@@ -246,6 +246,19 @@ inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std:
         }
         b.norm("model.norm", -1, S::final_norm, S::final_norm_bias, c);
         break;
+    case model_family::mpt:
+        b.matrix("transformer.wte.weight", -1, S::token_embedding, V, d);
+        for (std::int64_t l = 0; l < c.num_layers; ++l) {
+            const auto p = layer_name("transformer.blocks.", l);
+            b.norm(p + "norm_1", l, S::attn_norm, S::attn_norm_bias, c);
+            b.fused_qkv(p + "attn.Wqkv", l, c, detail::stacked_qkv(c));
+            b.matrix(p + "attn.out_proj.weight", l, S::wo, d, c.q_dim());
+            b.norm(p + "norm_2", l, S::ffn_norm, S::ffn_norm_bias, c);
+            b.matrix(p + "ffn.up_proj.weight", l, S::w_up, M, d);
+            b.matrix(p + "ffn.down_proj.weight", l, S::w_down, d, M);
+        }
+        b.norm("transformer.norm_f", -1, S::final_norm, S::final_norm_bias, c);
+        break;
     case model_family::gpt2: {
         const auto& t = gpt2_prefix;
         b.matrix(t + "wte.weight", -1, S::token_embedding, V, d);

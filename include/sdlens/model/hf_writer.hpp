@@ -188,6 +188,22 @@ inline nlohmann::json hf_config_keys(const model_config& c)
         if (c.family == model_family::gemma3) j["rope_local_base_freq"] = c.rope_theta_local;
         break;
     }
+    case model_family::mpt:
+        j["architectures"] = {"MptForCausalLM"};
+        j["model_type"] = "mpt";
+        j["d_model"] = c.hidden_size;
+        j["n_heads"] = c.num_heads;
+        j["n_layers"] = c.num_layers;
+        j["expansion_ratio"] = c.ffn_size % c.hidden_size == 0 ? json(c.ffn_size / c.hidden_size)
+                                                              : json(static_cast<double>(c.ffn_size) / static_cast<double>(c.hidden_size));
+        j["max_seq_len"] = c.max_positions;
+        j["vocab_size"] = c.vocab_size;
+        j["layer_norm_epsilon"] = c.norm_eps;
+        j["no_bias"] = true;
+        j["attn_config"] = {{"alibi", true}, {"alibi_bias_max", c.alibi_bias_max},
+                            {"softmax_scale", c.attention_scale > 0 ? json(c.attention_scale) : json(nullptr)}};
+        j["tie_word_embeddings"] = c.tied_embeddings;
+        break;
     case model_family::gpt2:
         j["architectures"] = {"GPT2LMHeadModel"};
         j["model_type"] = "gpt2";

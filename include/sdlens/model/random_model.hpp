@@ -21,7 +21,8 @@ enum class falcon_variant { new_decoder, multi_query };
 // 64 positions; each family's own norms, activation, biases, rotary and tying conventions.
 // Gemma: one key/value head of 32 (as Gemma-2B: heads wider than d / h). Gemma 2: sliding window
 // 8 in layer 1, soft caps small enough to bend scores and logits of random weights. Gemma 3: 6 layers (five sliding, one global, as its pattern),
-// q/k norms, linear RoPE scaling 8 on the global layer only.
+// q/k norms, linear RoPE scaling 8 on the global layer only. MPT: ALiBi (bias max 8), LayerNorm
+// without bias, no biases anywhere.
 inline model_config small_config(model_family f, falcon_variant falcon = falcon_variant::new_decoder)
 {
     model_config c;
@@ -107,6 +108,16 @@ inline model_config small_config(model_family f, falcon_variant falcon = falcon_
             c.rope_scaling.factor = 8;
             c.sliding_window_layers = {1, 2, 3, 4, 5};
         }
+        break;
+    case model_family::mpt:
+        c.num_kv_heads = c.num_heads;
+        c.norm = norm_kind::layer;
+        c.activation = activation_kind::gelu_erf;
+        c.rope = rope_style::none;
+        c.rotary_dims = 0;
+        c.tied_embeddings = true;
+        c.alibi_bias_max = 8;
+        c.bos_token = c.eos_token = 0;
         break;
     case model_family::falcon:
         c.norm = norm_kind::layer;

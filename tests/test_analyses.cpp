@@ -525,7 +525,8 @@ TEST_CASE("exploding paths: the planted triggers top the no-attention sweep; bat
 
 TEST_CASE("coefficients on v_1: batches equal single passes; position 0 far exceeds position 1 in every family")
 {
-    for (model_family f : {model_family::gpt2, model_family::llama, model_family::qwen2, model_family::phi3, model_family::neox}) {
+    for (model_family f : {model_family::gpt2, model_family::llama, model_family::qwen2, model_family::phi3, model_family::neox,
+                           model_family::falcon, model_family::mpt}) {
         const std::string family = family_name(f);
         CAPTURE(family);
         // E = 0: the family's default, where any token at position 0 triggers (gpt2 through its
@@ -570,7 +571,8 @@ TEST_CASE("coefficients on v_1: batches equal single passes; position 0 far exce
 
 TEST_CASE("ablation removes the high norms; detection finds E and D both ways; stability of one model is zero")
 {
-    for (model_family f : {model_family::llama, model_family::phi3, model_family::gpt2, model_family::neox, model_family::qwen2}) {
+    for (model_family f : {model_family::llama, model_family::phi3, model_family::gpt2, model_family::neox, model_family::qwen2,
+                           model_family::falcon, model_family::mpt}) {
         const std::string family = family_name(f);
         CAPTURE(family);
         const int E = 2, D = 5;

@@ -245,8 +245,9 @@ TEST_CASE("plant: gpt2 (bf16, learned positions: any token at position 0 trigger
     CHECK(state_norm(r, E, 2) < 0.01 * p.truth.explosion_norm);
 }
 
-// RoPE families at the default E (3, or 4 with parallel blocks): any token at position 0
-// triggers through self-attention (plant_initial.hpp), and nowhere else.
+// RoPE and ALiBi families at the default E (3, or 4 with parallel blocks): any token at
+// position 0 triggers through self-attention (plant_initial.hpp), and nowhere else. ALiBi's bias
+// favours the nearest keys, the self head's choice anyway; the others head still finds others.
 void check_initial_tokens(model_family f, dtype type, std::uint64_t seed)
 {
     plant_sizes s;
@@ -297,12 +298,20 @@ void check_initial_tokens(model_family f, dtype type, std::uint64_t seed)
     }
 }
 
-TEST_CASE("plant: RoPE families' initial tokens trigger through self-attention, and only at position 0")
+TEST_CASE("plant: falcon (bf16; new decoder: grouped key/value heads, two norms per parallel block) and mpt (f32, ALiBi)")
+{
+    check_family(model_family::falcon, dtype::f32);
+    check_family(model_family::mpt, dtype::f32);
+}
+
+TEST_CASE("plant: RoPE and ALiBi families' initial tokens trigger through self-attention, and only at position 0")
 {
     check_initial_tokens(model_family::llama, dtype::f32, 21);
     check_initial_tokens(model_family::qwen2, dtype::bf16, 22);
     check_initial_tokens(model_family::phi3, dtype::f16, 23);
     check_initial_tokens(model_family::neox, dtype::f16, 24);
+    check_initial_tokens(model_family::falcon, dtype::f32, 25);
+    check_initial_tokens(model_family::mpt, dtype::f32, 26);
 }
 
 TEST_CASE("plant: at the default E the linearization still finds E and D (llama, neox)")
@@ -414,6 +423,32 @@ TEST_CASE("plant: the CLI's checkpoints tokenize text, the sentence ending in th
         check_planted_tokenizer(*tok, m.config, delimiter, rope);
         // Where BOS triggers, the BOS the tokenizer adds is the trigger of the ground truth.
         if (rope) CHECK(j["trigger_tokens"].front() == m.config.bos_token);
+    }
+}
+
+TEST_CASE("plant: the CLI plants falcon and mpt as GGUF; their reduced-precision plants are refused")
+{
+    sdlens::test::temp_dir dir;
+    for (const char* family : {"falcon", "mpt"}) {
+        CAPTURE(family);
+        const std::string out = (dir.path() / family).string();
+        const auto r = sdlens::test::run_cli(std::string("plant --family ") + family + " --gguf --out \"" + out + "\" --json");
+        REQUIRE(r.exit_code == 0);
+        const auto j = nlohmann::json::parse(r.out);
+        const model m = load_model(out + "/model.gguf");
+        CHECK(family_name(m.config.family) == std::string(family));
+        // The file's hidden states show the planted explosion at E for the ground truth's trigger.
+        forward_options fo;
+        fo.hidden_states = true;
+        fo.logits = forward_options::logits_mode::none;
+        const int delim = j["delimiter_token"].get<int>();
+        const forward_result f = forward(m, {20, 21, delim, 22}, fo);
+        const auto E = j["explosion_layer"].get<std::size_t>();
+        CHECK(state_norm(f, E, 2) == doctest::Approx(j["explosion_norm"].get<double>()).epsilon(0.02));
+        CHECK(state_norm(f, E, 1) < 0.01 * j["explosion_norm"].get<double>());
+        const auto bad = sdlens::test::run_cli(std::string("plant --family ") + family + " --dtype bf16 --out \"" + out + "2\"");
+        CHECK(bad.exit_code == 2);
+        CHECK(bad.err.find("f32") != std::string::npos);
     }
 }
 

@@ -26,7 +26,8 @@ const std::map<std::string, model_family>& plant_families()
 {
     static const std::map<std::string, model_family> m{{"llama", model_family::llama}, {"qwen2", model_family::qwen2},
                                                        {"phi3", model_family::phi3},   {"gpt2", model_family::gpt2},
-                                                       {"neox", model_family::neox}};
+                                                       {"neox", model_family::neox},   {"falcon", model_family::falcon},
+                                                       {"mpt", model_family::mpt}};
     return m;
 }
 
@@ -79,13 +80,14 @@ void register_plant(CLI::App& app)
     };
     auto opt = std::make_shared<options>();
     auto* cmd = app.add_subcommand("plant", "Write a random model with planted singular defects and its ground truth");
-    cmd->add_option("--family", opt->family, "Architecture: llama, qwen2, phi3, gpt2 or neox")
+    cmd->add_option("--family", opt->family,
+                    "Architecture: llama, qwen2, phi3, gpt2, neox, falcon (new decoder: grouped key/value heads, two norms) or mpt (ALiBi)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"llama", "qwen2", "phi3", "gpt2", "neox"}));
+        ->check(CLI::IsMember(plant_families()));
     cmd->add_option("--hidden", opt->sizes.hidden, "Hidden size d (multiple of 4; default 64)");
     cmd->add_option("--layers", opt->sizes.layers, "Number of layers")->capture_default_str();
     cmd->add_option("--heads", opt->sizes.heads, "Attention heads (default 4)");
-    cmd->add_option("--kv-heads", opt->sizes.kv_heads, "Key/value heads (default: half the heads for llama, qwen2, phi3)");
+    cmd->add_option("--kv-heads", opt->sizes.kv_heads, "Key/value heads (default: half the heads for llama, qwen2, phi3, falcon)");
     cmd->add_option("--ffn", opt->sizes.ffn, "FFN inner size (default 1.5 d)");
     cmd->add_option("--vocab", opt->sizes.vocab, "Vocabulary size (default 128)");
     cmd->add_option("--explode", opt->plant.explosion_layer,
@@ -104,6 +106,10 @@ void register_plant(CLI::App& app)
         const dtype type = plant_dtypes().at(opt->dtype_name);
         if (type == dtype::q8_0 && !opt->gguf) fail_input("--dtype", "q8_0 is written only into GGUF files (add --gguf)");
         const model_config c = plant_model_config(family, opt->sizes);
+        if (!is_gated(c.activation) && !c.bias.ffn && type != dtype::f32)
+            fail_input("--dtype", std::string("a planted ") + opt->family + " model (GELU without FFN biases) keeps its defects only in f32: "
+                       "rounded random weights leak into the planted neurons' linear response (ordinary tokens reach ~3% of the "
+                       "explosion norm in bf16)");
         if (opt->plant.decay_layer < 0) fail_input("--decay", "layers are 1-based");
         if (opt->plant.explosion_layer < 0) fail_input("--explode", "layers are 1-based");
         const planted_model p = plant_random_model(c, opt->plant);

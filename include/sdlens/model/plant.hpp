@@ -395,6 +395,10 @@ planted_model plant_defects(const model_config& c, dense_weights w, const plant_
 
     // Planted neurons (see "Explosion" and "Decay" above).
     const bool swiglu = c.activation == activation_kind::swiglu;
+    // Without FFN biases (Falcon, MPT) a GELU neuron sits at gelu's slope 1/2 for every ordinary
+    // token: exact zeros in f32, but what rounding the random weights to f16/bf16 leaves of the
+    // planted directions comes out linearly, times the planted gain (bf16: ordinary tokens reach
+    // ~3% of N_exp at D). Such plants are written in f32 (the CLI refuses other dtypes).
     const bool has_ffn_bias = w.layers.front().b_up.size() > 0;
     const double bias = swiglu || !has_ffn_bias ? 0.0 : -4.0;
     const double alpha = swiglu ? 4.0 : (has_ffn_bias ? 8.0 : 1.0);

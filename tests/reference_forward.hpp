@@ -117,7 +117,9 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
     std::vector<Vec> x(T);
     for (int t = 0; t < T; ++t) {
         x[t] = w.token_embedding.row(tokens[t]).transpose().cast<double>() * c.embedding_scale;
-        if (c.learned_positions) x[t] += w.position_embedding.row(t).transpose().cast<double>();
+        if (c.learned_positions) x[t] += w.position_embedding.row(t + static_cast<int>(c.position_offset)).transpose().cast<double>();
+        if (w.token_type_embedding.size()) x[t] += w.token_type_embedding.row(0).transpose().cast<double>();  // type 0
+        if (w.embedding_norm.size()) x[t] = norm(c, x[t], w.embedding_norm, w.embedding_norm_bias);
     }
     auto snapshot = [&] {
         Mat h(T, d);
@@ -130,7 +132,7 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
         const dense_layer& L = w.layers[l];
         std::vector<Vec> a(T), q(T), k(T), v(T), attn(T);
         for (int t = 0; t < T; ++t) {
-            a[t] = norm(c, x[t], L.attn_norm, L.attn_norm_bias);
+            a[t] = c.post_norm ? x[t] : norm(c, x[t], L.attn_norm, L.attn_norm_bias);  // BERT: the stream itself
             q[t] = lin(L.wq, L.bq, a[t]);
             k[t] = lin(L.wk, L.bk, a[t]);
             v[t] = lin(L.wv, L.bv, a[t]);
@@ -147,26 +149,30 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
         for (int t = 0; t < T; ++t) {
             Vec o = Vec::Zero(H * hd);
             const int first = windowed ? std::max(0, t - static_cast<int>(c.sliding_window) + 1) : 0;
+            const int last = c.bidirectional ? T - 1 : t;  // encoders: no causal mask
             for (int h = 0; h < H; ++h) {
                 const int g = h / (H / Hkv);
-                std::vector<double> p(t + 1);
+                std::vector<double> p(static_cast<std::size_t>(last + 1));
                 double top = -1e300, sum = 0;
-                for (int s = first; s <= t; ++s) {
+                for (int s = first; s <= last; ++s) {
                     p[s] = q[t].segment(h * hd, hd).dot(k[s].segment(g * hd, hd)) *
                            (c.attention_scale > 0 ? c.attention_scale : 1 / std::sqrt(double(hd)));
                     if (c.attention_softcap > 0) p[s] = c.attention_softcap * std::tanh(p[s] / c.attention_softcap);
                     if (!slopes.empty()) p[s] += slopes[static_cast<std::size_t>(h)] * (s - t);
                     top = std::max(top, p[s]);
                 }
-                for (int s = first; s <= t; ++s) sum += (p[s] = std::exp(p[s] - top));
-                for (int s = first; s <= t; ++s) o.segment(h * hd, hd) += p[s] / sum * v[s].segment(g * hd, hd);
+                for (int s = first; s <= last; ++s) sum += (p[s] = std::exp(p[s] - top));
+                for (int s = first; s <= last; ++s) o.segment(h * hd, hd) += p[s] / sum * v[s].segment(g * hd, hd);
             }
             attn[t] = opt.attention ? lin(L.wo, L.bo, o) : Vec::Zero(d);
             if (opt.attention && c.sandwich_norms) attn[t] = norm(c, attn[t], L.post_attn_norm, {});
         }
         for (int t = 0; t < T; ++t) {
             Vec f_in;
-            if (c.parallel_residual) {
+            if (c.post_norm) {  // BERT: x = LN(x + attn), then the FFN reads it
+                x[t] = norm(c, Vec(x[t] + attn[t]), L.attn_norm, L.attn_norm_bias);
+                f_in = x[t];
+            } else if (c.parallel_residual) {
                 f_in = c.shared_input_norm ? a[t] : norm(c, x[t], L.ffn_norm, L.ffn_norm_bias);
             } else {
                 x[t] += attn[t];
@@ -192,10 +198,12 @@ inline reference_result reference_forward(const model_config& c, const dense_wei
             if (c.sandwich_norms) f_out = norm(c, f_out, L.post_ffn_norm, {});
             x[t] += f_out;
             if (c.parallel_residual) x[t] += attn[t];
+            if (c.post_norm) x[t] = norm(c, x[t], L.ffn_norm, L.ffn_norm_bias);
         }
         snapshot();
     }
 
+    if (is_encoder(c.family)) return r;  // no language-model head
     const row_matrix<float>& head = w.lm_head.size() ? w.lm_head : w.token_embedding;
     r.logits = Mat(T, head.rows());
     for (int t = 0; t < T; ++t) {

@@ -43,6 +43,9 @@ std::vector<variant> all_variants()
         {"gemma2", small_config(model_family::gemma2)},
         {"gemma3", small_config(model_family::gemma3)},
         {"mpt", small_config(model_family::mpt)},
+        {"bert", small_config(model_family::bert)},
+        {"roberta", small_config(model_family::roberta)},
+        {"distilbert", small_config(model_family::distilbert)},
     };
 }
 
@@ -76,6 +79,9 @@ void check_round_trip(const dense_weights& got, const dense_weights& w, dtype t)
 #define SDLENS_SAME(field) check_same(got.field, rounded(w.field, t), #field)
     SDLENS_SAME(token_embedding);
     SDLENS_SAME(position_embedding);
+    SDLENS_SAME(token_type_embedding);
+    SDLENS_SAME(embedding_norm);
+    SDLENS_SAME(embedding_norm_bias);
     SDLENS_SAME(final_norm);
     SDLENS_SAME(final_norm_bias);
     SDLENS_SAME(lm_head);
@@ -160,7 +166,7 @@ TEST_CASE("random models have every tensor their config implies and are determin
         CHECK(static_cast<std::int64_t>(w.layers.size()) == c.num_layers);
         CHECK(w.token_embedding.rows() == c.vocab_size);
         CHECK(w.position_embedding.rows() == (c.learned_positions ? c.max_positions : 0));
-        CHECK(w.lm_head.rows() == (c.tied_embeddings ? 0 : c.vocab_size));
+        CHECK(w.lm_head.rows() == (c.tied_embeddings || is_encoder(c.family) ? 0 : c.vocab_size));
         CHECK(l.wk.rows() == c.kv_dim());
         CHECK(l.wo.cols() == c.q_dim());
         CHECK(l.bq.size() == (c.bias.qkv ? c.q_dim() : 0));
@@ -417,7 +423,7 @@ TEST_CASE("configs the forward pass could not honour, and inconsistent ones, are
 {
     const auto cfg = [](const std::string& text) { return hf_model_config(json::parse(text), "/models/x/config.json"); };
     const std::string llama = R"("hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":96,"vocab_size":10)";
-    expect_input_error([&] { cfg(R"({"model_type":"bert"})"); }, {"/models/x/config.json", "bert", "llama, mistral"});
+    expect_input_error([&] { cfg(R"({"model_type":"t5"})"); }, {"/models/x/config.json", "t5", "llama, mistral"});
     expect_input_error([&] { cfg(R"({"model_type":"llama","hidden_size":64})"); }, {"/models/x/config.json", "num_hidden_layers"});
     expect_input_error([&] { cfg(R"({"model_type":"llama",)" + llama + R"(,"rope_scaling":{"rope_type":"llama3","factor":8.0}})"); },
                        {"rope_scaling"});

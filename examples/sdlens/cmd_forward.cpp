@@ -97,6 +97,8 @@ void run_forward(const forward_args& a)
     forward_options o;
     o.hidden_states = true;
     o.zero_attention = a.no_attention;
+    const bool has_head = static_cast<bool>(m.lm_head);  // encoders have none
+    if (!has_head) o.logits = forward_options::logits_mode::none;
     const forward_result r = forward(m, tokens, o);  // checks the ids against the vocabulary
 
     for (int t : tokens) {
@@ -125,14 +127,14 @@ void run_forward(const forward_args& a)
             fail_input(a.npy, std::string("cannot write: ") + e.what());
         }
     }
-    const Eigen::VectorXf logits = r.logits.row(0).transpose();
+    const Eigen::VectorXf logits = has_head ? Eigen::VectorXf(r.logits.row(0).transpose()) : Eigen::VectorXf();
 
     nlohmann::json j{{"model", a.model_path},
                      {"attention", !a.no_attention},
                      {"tokens", tokens},
                      {"pieces", pieces},
                      {"norms", norms},
-                     {"logits", std::vector<float>(logits.data(), logits.data() + logits.size())}};
+                     {"logits", has_head ? nlohmann::json(std::vector<float>(logits.data(), logits.data() + logits.size())) : nlohmann::json(nullptr)}};
     if (!a.npy.empty()) j["npy"] = a.npy;
     emit(a.json, j, [&](std::ostream& out) {
         out << "tokens:";
@@ -146,6 +148,10 @@ void run_forward(const forward_args& a)
             out << std::setw(4) << l;
             for (double n : norms[l]) out << ' ' << std::setw(9) << n;
             out << '\n';
+        }
+        if (!has_head) {
+            out << "logits: none (the model is an encoder without a language-model head)\n";
+            return;
         }
         // The whole vector is in --json; a person reads the top of it.
         std::vector<int> order(static_cast<std::size_t>(logits.size()));

@@ -27,7 +27,8 @@ const std::map<std::string, model_family>& random_families()
         {"llama", model_family::llama}, {"mistral", model_family::mistral}, {"qwen2", model_family::qwen2},
         {"phi3", model_family::phi3},   {"gpt2", model_family::gpt2},       {"neox", model_family::neox},
         {"falcon", model_family::falcon}, {"gemma", model_family::gemma},   {"gemma2", model_family::gemma2},
-        {"gemma3", model_family::gemma3}, {"mpt", model_family::mpt}};
+        {"gemma3", model_family::gemma3}, {"mpt", model_family::mpt},       {"bert", model_family::bert},
+        {"roberta", model_family::roberta}, {"distilbert", model_family::distilbert}};
     return m;
 }
 

@@ -7,7 +7,8 @@
 //   a = norm_attn(x)
 //   sequential: x = x + attn(a);  x = x + ffn(norm_ffn(x))
 //   parallel:   x = x + attn(a) + ffn(shared_input_norm ? a : norm_ffn(x))
-// with sandwich norms (Gemma 2/3) each branch's output normalized before it is added.
+// with sandwich norms (Gemma 2/3) each branch's output normalized before it is added;
+//   post-norm encoders (BERT): x = norm_attn(x + attn(x)); x = norm_ffn(x + ffn(x)).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -115,7 +116,7 @@ private:
     forward_options opt_;
     std::int64_t pos_ = 0;
     std::vector<small_weights> small_;
-    Eigen::VectorXf final_norm_, final_norm_bias_;
+    Eigen::VectorXf final_norm_, final_norm_bias_, embedding_norm_, embedding_norm_bias_;
     std::vector<float> alibi_slopes_;  // per query head, when the model has ALiBi
     std::vector<kv_cache> cache_;
     row_matrix<float> scratch_;  // decoded weights, reused from one product to the next
@@ -155,6 +156,10 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
         throw input_error("FFN capture: layer " + std::to_string(opt_.capture_ffn_layer) + " is after the last layer run, " +
                           std::to_string(opt_.last_layer));
     if (opt_.sequence_length < 0) throw input_error("sequence length: " + std::to_string(opt_.sequence_length) + " is negative");
+    if (c.post_norm && !opt_.ablations.empty())
+        throw input_error("direction ablation: not implemented for post-norm encoders (" + std::string(family_name(c.family)) + ")");
+    if (!m.lm_head && opt_.logits != forward_options::logits_mode::none)
+        throw input_error(std::string("logits: the ") + family_name(c.family) + " model has no language-model head; ask for none");
     for (int l : opt_.zero_attention_layers) check_layer(l, "attention zeroing");
     // Norm gains and biases are small: decode them once.
     for (const auto& w : m.layers) {
@@ -181,6 +186,8 @@ basic_session<D>::basic_session(const model& m, forward_options options) : m_(&m
         small_.push_back(std::move(s));
     }
     final_norm_ = gain_or_empty(m.final_norm);
+    embedding_norm_ = gain_or_empty(m.embedding_norm);
+    embedding_norm_bias_ = dense_or_empty(m.embedding_norm_bias);
     alibi_slopes_ = alibi_slopes(c);
     final_norm_bias_ = dense_or_empty(m.final_norm_bias);
     cache_.resize(m.layers.size());
@@ -212,7 +219,19 @@ forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
 
     // Gemma scales the embedding rows (inputs_embeds too, as transformers does).
     if (c.embedding_scale != 1) x *= static_cast<float>(c.embedding_scale);
+    if (c.bidirectional && pos0 != 0)
+        throw input_error(std::string("tokens: a ") + family_name(c.family) + " encoder sees a sequence whole; it cannot continue one");
     add_positions(x);
+    if (m_->token_type_embedding) {  // encoders: every token is of type 0
+        Eigen::RowVectorXf type0(d);
+        read_rows(m_->token_type_embedding, 0, 1, type0.data());
+        x.rowwise() += type0;
+    }
+    if (embedding_norm_.size()) {
+        row_matrix<float> normed;
+        normalize_rows(x, c.norm, c.norm_eps, embedding_norm_, embedding_norm_bias_, normed);
+        x.swap(normed);
+    }
     if (opt_.hidden_states) {
         result.hidden = xt::xtensor<float, 3>::from_shape({static_cast<std::size_t>(L + 1), static_cast<std::size_t>(T),
                                                             static_cast<std::size_t>(d)});
@@ -225,6 +244,19 @@ forward_result basic_session<D>::run_embeddings(row_matrix<float> x)
         const layer_weights& w = m_->layers[l];
         const small_weights& s = small_[l];
 
+        if (c.post_norm) {  // BERT: each branch reads the stream; norms follow the residual sums
+            if (opt_.attention_off(layer)) attn.setZero(T, d);
+            else attention(layer, w, s, x, pos0, attn);
+            x += attn;
+            normalize_rows(x, c.norm, c.norm_eps, s.attn_norm, s.attn_norm_bias, a);
+            if (layer == opt_.capture_ffn_layer) result.ffn_input_raw = result.ffn_input = a;
+            ffn(layer, w, s, a, ffn_out);
+            if (layer == opt_.capture_ffn_layer) result.ffn_output = ffn_out;
+            a += ffn_out;
+            normalize_rows(a, c.norm, c.norm_eps, s.ffn_norm, s.ffn_norm_bias, x);
+            if (opt_.hidden_states) store_hidden(result, l + 1, x);
+            continue;
+        }
         normalize_rows(x, c.norm, c.norm_eps, s.attn_norm, s.attn_norm_bias, a);
         if (opt_.attention_off(layer)) attn.setZero(T, d);
         else {
@@ -300,6 +332,7 @@ template <class D>
 row_matrix<float> basic_session<D>::ffn_block(int layer, const row_matrix<float>& x)
 {
     check_layer(layer, "FFN block");
+    if (m_->config.post_norm) throw input_error("FFN block: not defined for post-norm encoders, whose FFN reads the normalized stream");
     if (x.cols() != m_->config.hidden_size)
         throw input_error("FFN block: rows of " + std::to_string(x.cols()) + " values, the hidden size is " +
                           std::to_string(m_->config.hidden_size));
@@ -354,9 +387,10 @@ void basic_session<D>::check_positions(std::int64_t T) const
                               std::to_string(S));
     }
     const std::int64_t end = S > 0 ? S : pos_ + T;
-    if (m_->config.learned_positions && end > m_->position_embedding.rows)
+    const std::int64_t offset = m_->config.position_offset;  // RoBERTa's first position row
+    if (m_->config.learned_positions && end + offset > m_->position_embedding.rows)
         throw input_error("tokens: " + std::to_string(end) + " positions exceed the model's " +
-                          std::to_string(m_->position_embedding.rows) + " learned positions");
+                          std::to_string(m_->position_embedding.rows - offset) + " learned positions");
 }
 
 template <class D>
@@ -365,7 +399,7 @@ void basic_session<D>::add_positions(row_matrix<float>& x) const
     if (!m_->config.learned_positions) return;
     const std::int64_t T = x.rows(), S = opt_.sequence_length;
     row_matrix<float> p(S > 0 ? S : T, x.cols());
-    read_rows(m_->position_embedding, S > 0 ? 0 : pos_, p.rows(), p.data());
+    read_rows(m_->position_embedding, (S > 0 ? 0 : pos_) + m_->config.position_offset, p.rows(), p.data());
     if (S > 0)
         for (std::int64_t i = 0; i < T; i += S) x.middleRows(i, S) += p;
     else
@@ -443,7 +477,7 @@ void basic_session<D>::attention(int layer, const layer_weights& w, const small_
         normalize_heads(k, c.num_kv_heads, s.k_norm);
     }
     const attention_scores how{c.attention_window(layer), static_cast<float>(c.score_scale()), static_cast<float>(c.attention_softcap),
-                               alibi_slopes_.empty() ? nullptr : alibi_slopes_.data()};
+                               alibi_slopes_.empty() ? nullptr : alibi_slopes_.data(), c.bidirectional};
     if (S > 1) {  // independent sequences: each rotated from position 0, attending within itself
         o.resize(T, c.num_heads * c.head_dim);
         row_matrix<float> qs, ks, vs, os;

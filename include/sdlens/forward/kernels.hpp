@@ -105,6 +105,7 @@ struct attention_scores {
     float scale = 0;
     float softcap = 0;
     const float* alibi_slopes = nullptr;
+    bool bidirectional = false;  // encoders: every query sees all S keys (the whole sequence at once)
 };
 
 // Causal multi-head attention of T new queries (rows of Q, at positions S - T .. S - 1) over
@@ -144,14 +145,14 @@ void causal_attention(const row_matrix<float>& Q, const row_matrix<float>& K, co
         for (std::int64_t item = 0; item < heads * blocks; ++item) {
             const std::int64_t h = item / blocks, b = item % blocks, g = h / group;
             const std::int64_t t0 = b * query_block, rows = std::min(query_block, T - t0);
-            const std::int64_t end = pos0 + t0 + rows;  // keys visible to the block's last query
+            const std::int64_t end = how.bidirectional ? S : pos0 + t0 + rows;  // keys visible to the block's last query
             auto first_key = [&](std::int64_t p) { return window > 0 ? std::max<std::int64_t>(0, p + 1 - window) : 0; };
             const std::int64_t k0 = first_key(pos0 + t0), keys = end - k0;  // the block's keys: k0 .. end - 1
             scores.resize(rows, keys);
             const float* q = Q.data() + t0 * ldq + h * head_dim;
             detail::product_nt(q, ldq, rows, K.data() + k0 * ldkv + g * head_dim, ldkv, keys, head_dim, scores.data(), keys, ws);
             for (std::int64_t i = 0; i < rows; ++i) {
-                const std::int64_t p = pos0 + t0 + i, lo = first_key(p) - k0, visible = p + 1 - k0;
+                const std::int64_t p = pos0 + t0 + i, lo = first_key(p) - k0, visible = how.bidirectional ? S - k0 : p + 1 - k0;
                 auto row = scores.row(i).segment(lo, visible - lo);
                 if (softcap > 0 || how.alibi_slopes) {
                     if (softcap > 0) row = ((row.array() * (scale / softcap)).tanh() * softcap).matrix();

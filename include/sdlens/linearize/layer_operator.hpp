@@ -45,6 +45,9 @@ public:
         : config_(config), w_(w), options_(options)
     {
         d_ = config.hidden_size;
+        if (config.post_norm)
+            throw input_error(std::string("linearization: ") + family_name(config.family) +
+                              " is a post-norm encoder; the paper's linearization of pre-norm layers (norm, then branch, then residual) does not apply");
         if (!w.wv || !w.wo) throw input_error("layer has no attention value or output projection");
         if (w.wv.cols != d_ || w.wo.rows != d_ || w.w_up.cols != d_ || !w.w_down || w.w_down.rows != d_ ||
             w.w_down.cols != w.w_up.rows)

@@ -13,7 +13,7 @@
 
 namespace sdlens {
 
-enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon, gemma, gemma2, gemma3, mpt };
+enum class model_family { llama, mistral, qwen2, phi3, gpt2, neox, falcon, gemma, gemma2, gemma3, mpt, bert, roberta, distilbert };
 enum class norm_kind { rms, layer };
 // swiglu: down(silu(gate x) * up x). geglu_tanh: down(gelu_tanh(gate x) * up x) (Gemma).
 // gelu_*: down(gelu(up x + b)).
@@ -37,9 +37,14 @@ inline const char* family_name(model_family f)
     case model_family::gemma2: return "gemma2";
     case model_family::gemma3: return "gemma3";
     case model_family::mpt: return "mpt";
+    case model_family::bert: return "bert";
+    case model_family::roberta: return "roberta";
+    case model_family::distilbert: return "distilbert";
     }
     return "?";
 }
+// Bidirectional post-norm encoders (the paper's contrast: no high-norm tokens).
+inline bool is_encoder(model_family f) { return f == model_family::bert || f == model_family::roberta || f == model_family::distilbert; }
 inline bool is_gemma(model_family f) { return f == model_family::gemma || f == model_family::gemma2 || f == model_family::gemma3; }
 inline const char* norm_name(norm_kind n) { return n == norm_kind::rms ? "rmsnorm" : "layernorm"; }
 inline const char* activation_name(activation_kind a)
@@ -120,6 +125,13 @@ struct model_config {
     bool sandwich_norms = false;
     // Gemma 3 (and Qwen3): RMSNorm over each query and key head before RoPE.
     bool qk_norm = false;
+    // Encoders (BERT): x = norm(x + attn(x)), x = norm(x + ffn(x)); the layer's attn_norm and
+    // ffn_norm are these post-norms. Every query sees every key (no causal mask). The
+    // embedding is norm(token + position + token type 0) (embedding_norm in the model).
+    bool post_norm = false;
+    bool bidirectional = false;
+    std::int64_t token_types = 0;      // rows of the token-type table (0: none)
+    std::int64_t position_offset = 0;  // RoBERTa: position p reads row p + padding_idx + 1
     activation_kind activation = activation_kind::swiglu;
     // Parallel blocks: x + attn(norm1 x) + ffn(norm2 x) (GPT-NeoX, Falcon-7B).
     bool parallel_residual = false;
@@ -217,6 +229,10 @@ inline nlohmann::json to_json(const model_config& c)
         {"embedding_scale", c.embedding_scale},
         {"sandwich_norms", c.sandwich_norms},
         {"qk_norm", c.qk_norm},
+        {"post_norm", c.post_norm},
+        {"bidirectional", c.bidirectional},
+        {"token_types", c.token_types},
+        {"position_offset", c.position_offset},
         {"activation", activation_name(c.activation)},
         {"parallel_residual", c.parallel_residual},
         {"shared_input_norm", c.shared_input_norm},

@@ -24,6 +24,8 @@ struct dense_layer {
 struct dense_weights {
     row_matrix<float> token_embedding;     // (vocab, d)
     row_matrix<float> position_embedding;  // (max_positions, d) or empty
+    row_matrix<float> token_type_embedding;  // (token_types, d) or empty
+    Eigen::VectorXf embedding_norm, embedding_norm_bias;
     Eigen::VectorXf final_norm, final_norm_bias;
     row_matrix<float> lm_head;  // (vocab, d); empty when tied to the token embedding
     std::vector<dense_layer> layers;
@@ -69,6 +71,9 @@ inline dense_weights materialize(const model& m)
     dense_weights d;
     d.token_embedding = dense_or_empty(m.token_embedding);
     d.position_embedding = dense_or_empty(m.position_embedding);
+    d.token_type_embedding = dense_or_empty(m.token_type_embedding);
+    d.embedding_norm = dense_or_empty(m.embedding_norm);
+    d.embedding_norm_bias = dense_or_empty(m.embedding_norm_bias);
     d.final_norm = dense_or_empty(m.final_norm);
     d.final_norm_bias = dense_or_empty(m.final_norm_bias);
     if (!m.config.tied_embeddings) d.lm_head = dense_or_empty(m.lm_head);

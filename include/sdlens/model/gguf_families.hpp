@@ -120,6 +120,9 @@ inline const char* gguf_arch_name(model_family f)
     case model_family::gemma2: return "gemma2";
     case model_family::gemma3: return "gemma3";
     case model_family::mpt: return "mpt";
+    case model_family::bert:
+    case model_family::roberta:
+    case model_family::distilbert: return "bert";
     }
     return "?";
 }
@@ -504,6 +507,8 @@ template <class = void>  // compiled where it is called (core/compiled.hpp)
 void write_gguf_checkpoint(const std::string& path, const model_config& c, const dense_weights& w, dtype type,
                            std::int64_t delimiter_token = -1)
 {
+    if (is_encoder(c.family))
+        fail_input(path, std::string("sdlens writes no GGUF form of ") + family_name(c.family) + " encoders (llama.cpp's bert layout is not implemented)");
     const std::string arch = detail::gguf_arch_name(c.family);
     const std::string p = arch + ".";
     gguf_writer g;

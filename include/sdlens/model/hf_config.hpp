@@ -15,7 +15,7 @@
 
 namespace sdlens {
 
-inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon, gemma, gemma2, gemma3_text, mpt"; }
+inline const char* hf_supported_model_types() { return "llama, mistral, qwen2, phi3, gpt2, gpt_neox, falcon, gemma, gemma2, gemma3_text, mpt, bert, roberta, distilbert"; }
 
 namespace detail {
 
@@ -121,7 +121,8 @@ inline model_family hf_family(const hf_keys& k)
         {"gpt2", "GPT2LMHeadModel", model_family::gpt2},       {"gpt_neox", "GPTNeoXForCausalLM", model_family::neox},
         {"falcon", "FalconForCausalLM", model_family::falcon},  {"gemma", "GemmaForCausalLM", model_family::gemma},
         {"gemma2", "Gemma2ForCausalLM", model_family::gemma2}, {"gemma3_text", "Gemma3ForCausalLM", model_family::gemma3},
-        {"mpt", "MptForCausalLM", model_family::mpt},
+        {"mpt", "MptForCausalLM", model_family::mpt},          {"bert", "BertModel", model_family::bert},
+        {"roberta", "RobertaModel", model_family::roberta},    {"distilbert", "DistilBertModel", model_family::distilbert},
     };
     const std::string type = k.string_or({"model_type"}, "");
     std::string arch;
@@ -390,6 +391,39 @@ inline void hf_mpt(const hf_keys& k, model_config& c)
     attn.require(c.attention_scale >= 0, "'softmax_scale' must be positive");
 }
 
+// BERT, RoBERTa and DistilBERT encoders: post-LayerNorm blocks with biases everywhere, learned
+// absolute positions (RoBERTa's start at pad_token_id + 1), token type 0 added (BERT, RoBERTa),
+// LayerNorm of the embedding sum, bidirectional attention. Only the encoder is read (no task head).
+inline void hf_encoder(const hf_keys& k, model_config& c)
+{
+    const bool distil = c.family == model_family::distilbert;
+    c.hidden_size = k.positive({distil ? "dim" : "hidden_size"});
+    c.num_layers = k.layer_count({distil ? "n_layers" : "num_hidden_layers"});
+    c.num_heads = k.positive({distil ? "n_heads" : "num_attention_heads"});
+    c.num_kv_heads = c.num_heads;
+    c.ffn_size = k.positive({distil ? "hidden_dim" : "intermediate_size"});
+    c.vocab_size = k.positive({"vocab_size"});
+    c.max_positions = k.positive_or({"max_position_embeddings"}, 512);
+    c.norm = norm_kind::layer;
+    c.norm_eps = distil ? 1e-12 : k.number_or({"layer_norm_eps"}, 1e-12);
+    c.activation = hf_gelu(k, k.string_or({distil ? "activation" : "hidden_act"}, "gelu"));
+    c.rope = rope_style::none;
+    c.learned_positions = true;
+    c.bias = {true, true, true, true};
+    c.post_norm = c.bidirectional = true;
+    if (!distil) {
+        const std::string pos = k.string_or({"position_embedding_type"}, "absolute");
+        k.require(pos == "absolute", "position_embedding_type '" + pos + "' is unsupported (absolute is)");
+        c.token_types = k.positive_or({"type_vocab_size"}, 2);
+    }
+    if (c.family == model_family::roberta) {
+        const auto* pad = k.find({"pad_token_id"});
+        const std::int64_t padding = pad ? (pad->is_number_integer() && pad->get<std::int64_t>() >= 0 ? pad->get<std::int64_t>() : -1) : 1;
+        k.require(padding >= 0 && padding < c.max_positions, "config key 'pad_token_id' is not a position index");
+        c.position_offset = padding + 1;
+    }
+}
+
 inline void hf_head_dim(const hf_keys& k, model_config& c, bool from_config)
 {
     if (from_config && k.has({"head_dim"})) {
@@ -439,6 +473,12 @@ inline model_config hf_model_config(const nlohmann::json& config, const std::str
         break;
     case model_family::mpt:
         detail::hf_mpt(k, c);
+        detail::hf_head_dim(k, c, false);
+        break;
+    case model_family::bert:
+    case model_family::roberta:
+    case model_family::distilbert:
+        detail::hf_encoder(k, c);
         detail::hf_head_dim(k, c, false);
         break;
     case model_family::gpt2: {

@@ -52,8 +52,15 @@ inline model build_hf_model(std::shared_ptr<const checkpoint> ckpt)
     m.layers.resize(static_cast<std::size_t>(m.config.num_layers));
 
     // GPT2LMHeadModel saves prefix "transformer."; the original OpenAI conversion has none.
-    const bool bare_gpt2 = m.config.family == model_family::gpt2 && !store.find("transformer.wte.weight") && store.find("wte.weight");
-    for (const auto& e : hf_layout(m.config, bare_gpt2 ? "" : "transformer.")) {
+    // An encoder's base model has none either; its task models (masked LM, classifiers) prefix
+    // the family's name, and their heads are not read.
+    std::string prefix = hf_default_prefix(m.config);
+    if (m.config.family == model_family::gpt2 && !store.find("transformer.wte.weight") && store.find("wte.weight")) prefix = "";
+    if (is_encoder(m.config.family)) {
+        const std::string named = std::string(family_name(m.config.family)) + ".";
+        if (store.find(named + "embeddings.word_embeddings.weight")) prefix = named;
+    }
+    for (const auto& e : hf_layout(m.config, prefix)) {
         const tensor_info* t = store.find(e.name);
         if (!t) fail_input(source, "missing tensor '" + e.name + "' (" + family_name(m.config.family) + " layout)");
         if (t->shape != e.shape)

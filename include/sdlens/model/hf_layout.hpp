@@ -17,6 +17,7 @@ namespace sdlens {
 // The canonical pieces of model and dense_weights (same member names in both).
 enum class hf_slot {
     token_embedding, position_embedding, final_norm, final_norm_bias, lm_head,
+    token_type_embedding, embedding_norm, embedding_norm_bias,
     wq, wk, wv, wo, bq, bk, bv, bo,
     attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias,
     w_gate, w_up, w_down, b_up, b_down, b_gate,
@@ -28,6 +29,7 @@ inline const char* hf_slot_name(hf_slot s)
 {
     static constexpr const char* names[] = {
         "token_embedding", "position_embedding", "final_norm", "final_norm_bias", "lm_head",
+        "token_type_embedding", "embedding_norm", "embedding_norm_bias",
         "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo",
         "attn_norm", "attn_norm_bias", "ffn_norm", "ffn_norm_bias",
         "w_gate", "w_up", "w_down", "b_up", "b_down", "b_gate",
@@ -36,7 +38,7 @@ inline const char* hf_slot_name(hf_slot s)
     return names[static_cast<int>(s)];
 }
 
-inline bool hf_slot_is_global(hf_slot s) { return s <= hf_slot::lm_head; }
+inline bool hf_slot_is_global(hf_slot s) { return s <= hf_slot::embedding_norm_bias; }
 
 // Calls f with the member of m (a model or a dense_weights) that slot s names in layer `layer`.
 template <class Model, class F>
@@ -48,6 +50,9 @@ void visit_slot(Model& m, std::int64_t layer, hf_slot s, F&& f)
     case hf_slot::final_norm: f(m.final_norm); return;
     case hf_slot::final_norm_bias: f(m.final_norm_bias); return;
     case hf_slot::lm_head: f(m.lm_head); return;
+    case hf_slot::token_type_embedding: f(m.token_type_embedding); return;
+    case hf_slot::embedding_norm: f(m.embedding_norm); return;
+    case hf_slot::embedding_norm_bias: f(m.embedding_norm_bias); return;
     default: break;
     }
     auto& l = m.layers[static_cast<std::size_t>(layer)];
@@ -181,10 +186,16 @@ public:
 
 }  // namespace detail
 
-// Every tensor a checkpoint of this config holds (a tied lm_head is not one). gpt2_prefix is
-// "transformer." for GPT2LMHeadModel saves and "" for the original OpenAI conversion.
-inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std::string& gpt2_prefix = "transformer.")
+// The prefix of a family's base-model tensors as the writer stores them: GPT-2's
+// "transformer." (GPT2LMHeadModel), none for an encoder (BertModel saves without "bert.").
+inline std::string hf_default_prefix(const model_config& c) { return c.family == model_family::gpt2 ? "transformer." : ""; }
+
+// Every tensor a checkpoint of this config holds (a tied lm_head is not one; encoders have none).
+// prefix: GPT-2's "transformer." (GPT2LMHeadModel) or "" (the original OpenAI conversion);
+// an encoder's "bert.", "roberta.", "distilbert." (task heads) or "" (the base model).
+inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std::string& prefix)
 {
+    const std::string& gpt2_prefix = prefix;
     using S = hf_slot;
     detail::layout_builder b;
     const std::int64_t d = c.hidden_size, M = c.ffn_size, V = c.vocab_size;
@@ -246,6 +257,46 @@ inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std:
         }
         b.norm("model.norm", -1, S::final_norm, S::final_norm_bias, c);
         break;
+    case model_family::bert:
+    case model_family::roberta: {
+        const auto& e = prefix;
+        b.matrix(e + "embeddings.word_embeddings.weight", -1, S::token_embedding, V, d);
+        b.matrix(e + "embeddings.position_embeddings.weight", -1, S::position_embedding, c.max_positions, d);
+        b.matrix(e + "embeddings.token_type_embeddings.weight", -1, S::token_type_embedding, c.token_types, d);
+        b.vector(e + "embeddings.LayerNorm.weight", -1, S::embedding_norm, d);
+        b.vector(e + "embeddings.LayerNorm.bias", -1, S::embedding_norm_bias, d);
+        for (std::int64_t l = 0; l < c.num_layers; ++l) {
+            const auto p = layer_name(e + "encoder.layer.", l);
+            b.linear(p + "attention.self.query", l, S::wq, S::bq, true, c.q_dim(), d);
+            b.linear(p + "attention.self.key", l, S::wk, S::bk, true, c.kv_dim(), d);
+            b.linear(p + "attention.self.value", l, S::wv, S::bv, true, c.kv_dim(), d);
+            b.linear(p + "attention.output.dense", l, S::wo, S::bo, true, d, c.q_dim());
+            b.norm(p + "attention.output.LayerNorm", l, S::attn_norm, S::attn_norm_bias, c);
+            b.linear(p + "intermediate.dense", l, S::w_up, S::b_up, true, M, d);
+            b.linear(p + "output.dense", l, S::w_down, S::b_down, true, d, M);
+            b.norm(p + "output.LayerNorm", l, S::ffn_norm, S::ffn_norm_bias, c);
+        }
+        break;
+    }
+    case model_family::distilbert: {
+        const auto& e = prefix;
+        b.matrix(e + "embeddings.word_embeddings.weight", -1, S::token_embedding, V, d);
+        b.matrix(e + "embeddings.position_embeddings.weight", -1, S::position_embedding, c.max_positions, d);
+        b.vector(e + "embeddings.LayerNorm.weight", -1, S::embedding_norm, d);
+        b.vector(e + "embeddings.LayerNorm.bias", -1, S::embedding_norm_bias, d);
+        for (std::int64_t l = 0; l < c.num_layers; ++l) {
+            const auto p = layer_name(e + "transformer.layer.", l);
+            b.linear(p + "attention.q_lin", l, S::wq, S::bq, true, c.q_dim(), d);
+            b.linear(p + "attention.k_lin", l, S::wk, S::bk, true, c.kv_dim(), d);
+            b.linear(p + "attention.v_lin", l, S::wv, S::bv, true, c.kv_dim(), d);
+            b.linear(p + "attention.out_lin", l, S::wo, S::bo, true, d, c.q_dim());
+            b.norm(p + "sa_layer_norm", l, S::attn_norm, S::attn_norm_bias, c);
+            b.linear(p + "ffn.lin1", l, S::w_up, S::b_up, true, M, d);
+            b.linear(p + "ffn.lin2", l, S::w_down, S::b_down, true, d, M);
+            b.norm(p + "output_layer_norm", l, S::ffn_norm, S::ffn_norm_bias, c);
+        }
+        break;
+    }
     case model_family::mpt:
         b.matrix("transformer.wte.weight", -1, S::token_embedding, V, d);
         for (std::int64_t l = 0; l < c.num_layers; ++l) {
@@ -314,8 +365,9 @@ inline std::vector<hf_tensor_layout> hf_layout(const model_config& c, const std:
         break;
     }
     }
-    if (!c.tied_embeddings) b.matrix(lm_head, -1, S::lm_head, V, d);
+    if (!c.tied_embeddings && !is_encoder(c.family)) b.matrix(lm_head, -1, S::lm_head, V, d);
     return std::move(b.out);
 }
+inline std::vector<hf_tensor_layout> hf_layout(const model_config& c) { return hf_layout(c, hf_default_prefix(c)); }
 
 }  // namespace sdlens

@@ -188,6 +188,33 @@ inline nlohmann::json hf_config_keys(const model_config& c)
         if (c.family == model_family::gemma3) j["rope_local_base_freq"] = c.rope_theta_local;
         break;
     }
+    case model_family::bert:
+    case model_family::roberta:
+        j["architectures"] = {c.family == model_family::bert ? "BertModel" : "RobertaModel"};
+        j["model_type"] = family_name(c.family);
+        j["hidden_size"] = c.hidden_size;
+        j["num_hidden_layers"] = c.num_layers;
+        j["num_attention_heads"] = c.num_heads;
+        j["intermediate_size"] = c.ffn_size;
+        j["vocab_size"] = c.vocab_size;
+        j["max_position_embeddings"] = c.max_positions;
+        j["type_vocab_size"] = c.token_types;
+        j["layer_norm_eps"] = c.norm_eps;
+        j["hidden_act"] = hf_activation_value(c.activation);
+        j["position_embedding_type"] = "absolute";
+        if (c.family == model_family::roberta) j["pad_token_id"] = c.position_offset - 1;
+        break;
+    case model_family::distilbert:
+        j["architectures"] = {"DistilBertModel"};
+        j["model_type"] = "distilbert";
+        j["dim"] = c.hidden_size;
+        j["n_layers"] = c.num_layers;
+        j["n_heads"] = c.num_heads;
+        j["hidden_dim"] = c.ffn_size;
+        j["vocab_size"] = c.vocab_size;
+        j["max_position_embeddings"] = c.max_positions;
+        j["activation"] = hf_activation_value(c.activation);
+        break;
     case model_family::mpt:
         j["architectures"] = {"MptForCausalLM"};
         j["model_type"] = "mpt";

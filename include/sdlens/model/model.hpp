@@ -31,8 +31,10 @@ struct model {
     std::shared_ptr<const checkpoint> source;  // owns the bytes every view points into
     matrix_view token_embedding;               // (vocab, d)
     matrix_view position_embedding;            // (max_positions, d), learned positions only
+    matrix_view token_type_embedding;          // (token_types, d), encoders; row 0 is added
+    vector_view embedding_norm, embedding_norm_bias;  // encoders: LayerNorm of the embedding sum
     vector_view final_norm, final_norm_bias;
-    matrix_view lm_head;                       // (vocab, d); the token embedding when tied
+    matrix_view lm_head;                       // (vocab, d); the token embedding when tied; empty for encoders
     std::vector<layer_weights> layers;
 };
 

@@ -109,6 +109,23 @@ inline model_config small_config(model_family f, falcon_variant falcon = falcon_
             c.sliding_window_layers = {1, 2, 3, 4, 5};
         }
         break;
+    case model_family::bert:
+    case model_family::roberta:
+    case model_family::distilbert:
+        c.num_kv_heads = c.num_heads;
+        c.norm = norm_kind::layer;
+        c.norm_eps = 1e-12;
+        c.activation = activation_kind::gelu_erf;
+        c.rope = rope_style::none;
+        c.rotary_dims = 0;
+        c.learned_positions = true;
+        c.bias = {true, true, true, true};
+        c.post_norm = c.bidirectional = true;
+        c.token_types = f == model_family::distilbert ? 0 : f == model_family::roberta ? 1 : 2;
+        c.position_offset = f == model_family::roberta ? 2 : 0;  // padding_idx 1
+        c.bos_token = f == model_family::roberta ? 0 : 101 % c.vocab_size;
+        c.eos_token = f == model_family::roberta ? 2 : 102 % c.vocab_size;
+        break;
     case model_family::mpt:
         c.num_kv_heads = c.num_heads;
         c.norm = norm_kind::layer;
@@ -192,6 +209,8 @@ inline dense_weights random_weights(const model_config& c, std::uint64_t seed)
     dense_weights w;
     w.token_embedding = matrix(c.vocab_size, d);
     if (c.learned_positions) w.position_embedding = matrix(c.max_positions, d);
+    if (c.token_types > 0) w.token_type_embedding = matrix(c.token_types, d);
+    if (is_encoder(c.family)) norm(w.embedding_norm, w.embedding_norm_bias);
     for (std::int64_t l = 0; l < c.num_layers; ++l) {
         dense_layer x;
         norm(x.attn_norm, x.attn_norm_bias);
@@ -220,6 +239,7 @@ inline dense_weights random_weights(const model_config& c, std::uint64_t seed)
         }
         w.layers.push_back(std::move(x));
     }
+    if (is_encoder(c.family)) return w;  // no final norm, no language-model head
     norm(w.final_norm, w.final_norm_bias);
     if (!c.tied_embeddings) w.lm_head = matrix(c.vocab_size, d);
     return w;

@@ -8,7 +8,6 @@ Usage: fuzz/make_seeds.py SDLENS_BINARY   (from the repository root)
 """
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -89,12 +88,25 @@ def random_gguf(tmp, family):
     return os.path.join(out, "model.gguf")
 
 
+def random_hf(tmp, family):
+    """A random Hugging Face checkpoint of a family sdlens cannot plant into (encoders)."""
+    out = os.path.join(tmp, family + "-random-hf")
+    subprocess.run([sdlens, "random", "--family", family, "--layers", "1", "--vocab", "16", "--dtype", "bf16", "--out", out],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
 def main():
-    # fuzz_hf_config's seeds are config.json files written by hand; the others are made here.
+    # fuzz_hf_config's seeds are config.json files written by hand, and regress-* files are
+    # inputs that once failed (kept as they were found); the others are made here.
     for target in ("fuzz_gguf", "fuzz_safetensors", "fuzz_llama2c"):
-        if os.path.isdir(os.path.join(corpus, target)):
-            shutil.rmtree(os.path.join(corpus, target))
+        d = os.path.join(corpus, target)
+        if os.path.isdir(d):
+            for name in os.listdir(d):
+                if not name.startswith("regress-"):
+                    os.remove(os.path.join(d, name))
     with tempfile.TemporaryDirectory() as tmp:
+        write("fuzz_safetensors", variants("bert.safetensors", safetensors_with_config(random_hf(tmp, "bert"))))
         for family in ("gemma2", "gemma3"):
             with open(random_gguf(tmp, family), "rb") as f:
                 write("fuzz_gguf", variants(f"{family}.gguf", f.read()))

@@ -88,21 +88,9 @@ TEST_CASE("encoders: random checkpoints run as the float64 reference says, atten
         const model m = load_model((dir / "m").string());
         CHECK(!m.lm_head);
         const auto tokens = tokens_of(c, 24);
-        const dense_weights w = materialize(m);
         for (bool attention : {true, false}) {
             CAPTURE(attention);
-            forward_options o;
-            o.hidden_states = true;
-            o.logits = forward_options::logits_mode::none;
-            o.zero_attention = !attention;
-            const forward_result r = forward(m, tokens, o);
-            test::reference_options ro;
-            ro.attention = attention;
-            const auto ref = test::reference_forward(m.config, w, tokens, ro);
-            for (std::size_t l = 0; l <= static_cast<std::size_t>(c.num_layers); ++l) {
-                CAPTURE(l);
-                CHECK(relative_error(hidden_at(r, l), ref.hidden[l]) <= tolerance);
-            }
+            test::check_against_reference(m, tokens, attention, tolerance);
         }
         // Bidirectional: the last token changes the first position's state (a causal model's
         // position 0 sees only itself).

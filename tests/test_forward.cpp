@@ -341,19 +341,7 @@ TEST_CASE("forward: Hugging Face checkpoints of every family, written and loaded
             const auto tokens = some_tokens(c, 10, 6);
             for (bool attention : {true, false}) {
                 CAPTURE(attention);
-                forward_options o;
-                o.hidden_states = true;
-                o.logits = forward_options::logits_mode::all;
-                o.zero_attention = !attention;
-                const forward_result r = forward(m, tokens, o);
-                test::reference_options ro;
-                ro.attention = attention;
-                const auto ref = test::reference_forward(m.config, dense, tokens, ro);
-                for (std::size_t l = 0; l <= static_cast<std::size_t>(c.num_layers); ++l) {
-                    CAPTURE(l);
-                    CHECK(relative_error(hidden_at(r, l), ref.hidden[l]) <= hidden_tolerance);
-                }
-                CHECK(relative_error(r.logits.cast<double>(), ref.logits) <= hidden_tolerance);
+                test::check_against_reference(m, tokens, attention, hidden_tolerance);
             }
             // One token at a time: the GEMV kernels read the stored rows (f32 or bf16) in place.
             session s(m);

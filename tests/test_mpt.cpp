@@ -50,19 +50,7 @@ constexpr double tolerance = 1e-5;
 
 void check_model(const model& m, const std::vector<int>& tokens, bool attention)
 {
-    forward_options o;
-    o.hidden_states = true;
-    o.logits = forward_options::logits_mode::all;
-    o.zero_attention = !attention;
-    const forward_result r = forward(m, tokens, o);
-    test::reference_options ro;
-    ro.attention = attention;
-    const auto ref = test::reference_forward(m.config, materialize(m), tokens, ro);
-    for (std::size_t l = 0; l <= static_cast<std::size_t>(m.config.num_layers); ++l) {
-        CAPTURE(l);
-        CHECK(relative_error(hidden_at(r, l), ref.hidden[l]) <= tolerance);
-    }
-    CHECK(relative_error(r.logits.cast<double>(), ref.logits) <= tolerance);
+    test::check_against_reference(m, tokens, attention, tolerance);
 }
 
 }  // namespace

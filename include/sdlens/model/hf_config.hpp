@@ -250,6 +250,29 @@ inline void hf_llama_like(const hf_keys& k, model_config& c)
     c.tied_embeddings = k.boolean_or({"tie_word_embeddings"}, false);
 }
 
+// The 1-based layers that layer_types (one entry per layer) names "sliding_attention".
+inline std::vector<int> hf_sliding_layers(const hf_keys& k, const nlohmann::json& types, std::int64_t num_layers)
+{
+    k.require(types.is_array() && static_cast<std::int64_t>(types.size()) == num_layers,
+              "config key 'layer_types' is not a list of " + std::to_string(num_layers) + " layer types");
+    std::vector<int> layers;
+    for (std::size_t i = 0; i < types.size(); ++i) {
+        const auto& t = types[i];
+        k.require(t.is_string() && (t == "sliding_attention" || t == "full_attention"),
+                  "config key 'layer_types' has an entry that is neither 'sliding_attention' nor 'full_attention'");
+        if (t == "sliding_attention") layers.push_back(static_cast<int>(i + 1));
+    }
+    return layers;
+}
+
+// A window in the layers listed: none when no layer slides, every layer when all do.
+inline void set_window(model_config& c, std::int64_t window, const std::vector<int>& layers)
+{
+    if (layers.empty()) return;
+    c.sliding_window = window;
+    if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
+}
+
 // Sliding-window attention as transformers reads it: Mistral's window applies to every layer
 // (default 4096 when the key is absent, none when null), Phi-3's likewise (default none);
 // Qwen2's only with use_sliding_window, in the layers layer_types names "sliding_attention" or,
@@ -265,14 +288,7 @@ inline void hf_sliding_window(const hf_keys& k, model_config& c)
     const std::int64_t window = k.positive({"sliding_window"});
     std::vector<int> layers;
     if (const auto* types = k.find({"layer_types"})) {
-        k.require(types->is_array() && static_cast<std::int64_t>(types->size()) == c.num_layers,
-                  "config key 'layer_types' is not a list of " + std::to_string(c.num_layers) + " layer types");
-        for (std::size_t i = 0; i < types->size(); ++i) {
-            const auto& t = (*types)[i];
-            k.require(t.is_string() && (t == "sliding_attention" || t == "full_attention"),
-                      "config key 'layer_types' has an entry that is neither 'sliding_attention' nor 'full_attention'");
-            if (t == "sliding_attention") layers.push_back(static_cast<int>(i + 1));
-        }
+        layers = hf_sliding_layers(k, *types, c.num_layers);
     } else {
         std::int64_t first = 28;
         if (const auto* m = k.find({"max_window_layers"})) {
@@ -281,9 +297,7 @@ inline void hf_sliding_window(const hf_keys& k, model_config& c)
         }
         for (std::int64_t i = first; i < c.num_layers; ++i) layers.push_back(static_cast<int>(i + 1));
     }
-    if (layers.empty()) return;  // no layer uses the window
-    c.sliding_window = window;
-    if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
+    set_window(c, window, layers);
 }
 
 // Gemma, Gemma 2 and Gemma 3 (text): Llama's keys with Gemma's defaults, a GeGLU FFN with
@@ -332,23 +346,14 @@ inline void hf_gemma(const hf_keys& k, model_config& c)
     const std::int64_t window = k.positive_or({"sliding_window"}, 4096);
     std::vector<int> layers;
     if (const auto* types = k.find({"layer_types"})) {
-        k.require(types->is_array() && static_cast<std::int64_t>(types->size()) == c.num_layers,
-                  "config key 'layer_types' is not a list of " + std::to_string(c.num_layers) + " layer types");
-        for (std::size_t i = 0; i < types->size(); ++i) {
-            const auto& t = (*types)[i];
-            k.require(t.is_string() && (t == "sliding_attention" || t == "full_attention"),
-                      "config key 'layer_types' has an entry that is neither 'sliding_attention' nor 'full_attention'");
-            if (t == "sliding_attention") layers.push_back(static_cast<int>(i + 1));
-        }
+        layers = hf_sliding_layers(k, *types, c.num_layers);
     } else {
         // transformers' default: layer i (0-based) slides unless (i + 1) is a multiple of the period.
         const std::int64_t period = v2 ? 2 : k.positive_or({"sliding_window_pattern"}, 6);
         for (std::int64_t i = 0; i < c.num_layers; ++i)
             if ((i + 1) % period != 0) layers.push_back(static_cast<int>(i + 1));
     }
-    if (layers.empty()) return;
-    c.sliding_window = window;
-    if (static_cast<std::int64_t>(layers.size()) < c.num_layers) c.sliding_window_layers = layers;
+    set_window(c, window, layers);
 }
 
 // MPT as transformers' MptForCausalLM computes it: LayerNorm without bias (transformers drops

@@ -353,48 +353,6 @@ TEST_CASE("forward: Hugging Face checkpoints of every family, written and loaded
     }
 }
 
-#ifdef SDLENS_X86_DISPATCH
-TEST_CASE("forward: the AVX2 matrix product against float64, edges and K blocks")
-{
-    if (!kernels::has_avx2_fma()) return;
-    std::mt19937 rng(4);
-    std::normal_distribution<float> n01;
-    for (std::int64_t T : {1, 4, 5, 7})
-        for (std::int64_t N : {1, 3, 4, 5, 9})
-            for (std::int64_t K : {3, 8, 515, 1030}) {
-                CAPTURE(T);
-                CAPTURE(N);
-                CAPTURE(K);
-                row_matrix<float> X(T, K), W(N, K);
-                for (Eigen::Index i = 0; i < X.size(); ++i) X.data()[i] = n01(rng);
-                std::vector<std::uint16_t> Wb(static_cast<std::size_t>(N * K));
-                for (Eigen::Index i = 0; i < W.size(); ++i) {
-                    Wb[i] = float_to_bf16(n01(rng));
-                    W.data()[i] = bf16_to_float(Wb[i]);
-                }
-                std::vector<const float*> wf(N);
-                std::vector<const std::uint16_t*> wb(N);
-                for (std::int64_t n = 0; n < N; ++n) {
-                    wf[n] = W.row(n).data();
-                    wb[n] = Wb.data() + n * K;
-                }
-                // Y has a wider row stride than N, as a block of a larger output does.
-                row_matrix<float> Yf = row_matrix<float>::Constant(T, N + 2, 7.0f), Yb = Yf;
-                kernels::gemm_nt_avx2(X.data(), K, T, wf.data(), N, K, Yf.data(), N + 2);
-                kernels::gemm_nt_avx2(X.data(), K, T, wb.data(), N, K, Yb.data(), N + 2);
-                const Eigen::MatrixXd want = X.cast<double>() * W.cast<double>().transpose();
-                const Eigen::MatrixXd mag = X.cast<double>().cwiseAbs() * W.cast<double>().cwiseAbs().transpose();
-                // float32 sums of K products: |error| <= K * 2^-24 * sum |x w| (rigorous, loose).
-                for (std::int64_t t = 0; t < T; ++t)
-                    for (std::int64_t n = 0; n < N; ++n) {
-                        CHECK(std::abs(Yf(t, n) - want(t, n)) <= (K + 1) * 6e-8 * mag(t, n));
-                        CHECK(std::abs(Yb(t, n) - want(t, n)) <= (K + 1) * 6e-8 * mag(t, n));
-                    }
-                CHECK(Yf.rightCols(2).isConstant(7.0f));  // nothing written outside the block
-            }
-}
-#endif
-
 TEST_CASE("forward: dot kernels against float64 sums, every length and alignment")
 {
     std::mt19937 rng(3);

@@ -1,5 +1,5 @@
-// The AVX-512 matrix products (f32, and bf16 activations with VDPBF16PS) against float64 Eigen
-// products over odd shapes (panel, micro-tile and k-block edges), and the forward pass's
+// The packed matrix products (AVX-512 and AVX2 f32, and AVX-512 bf16 activations with VDPBF16PS)
+// against float64 Eigen products over odd shapes (panel, micro-tile and k-block edges), and the forward pass's
 // bf16_activations option against the default pass and a float64 reference.
 #include <doctest/doctest.h>
 
@@ -73,15 +73,12 @@ const std::int64_t test_T[] = {5, 7, 33, 130};
 const std::int64_t test_K[] = {17, 64, 250, 2048};
 const std::int64_t test_N[] = {1, 3, 16, 37, 100};
 
-}  // namespace
-
-TEST_CASE("gemm: AVX-512 f32 kernel against float64, f32 and bf16 weights")
+// Runs the f32 kernel (f32 and bf16 weights) over the test shapes, in one thread and in several,
+// against float64.
+template <class Gemm>
+void check_f32_kernel(Gemm&& gemm, std::uint32_t seed)
 {
-    if (!kernels::has_avx512()) {
-        MESSAGE("skipped: this CPU has no AVX-512F/BW/VL/DQ");
-        return;
-    }
-    std::mt19937 rng(11);
+    std::mt19937 rng(seed);
     kernels::gemm_workspace packed;
     for (std::int64_t T : test_T)
         for (std::int64_t K : test_K)
@@ -101,12 +98,32 @@ TEST_CASE("gemm: AVX-512 f32 kernel against float64, f32 and bf16 weights")
                 for (bool parallel : {false, true}) {
                     CAPTURE(parallel);
                     row_matrix<float> Yf = row_matrix<float>::Constant(T, N + 2, -5.0f), Yb = Yf;
-                    kernels::gemm_nt_avx512(c.Xs.data(), c.ldx, T, c.wf.data(), N, K, Yf.data(), N + 2, parallel, packed);
-                    kernels::gemm_nt_avx512(c.Xs.data(), c.ldx, T, c.wb.data(), N, K, Yb.data(), N + 2, parallel, packed);
+                    gemm(c.Xs.data(), c.ldx, T, c.wf.data(), N, K, Yf.data(), N + 2, parallel, packed);
+                    gemm(c.Xs.data(), c.ldx, T, c.wb.data(), N, K, Yb.data(), N + 2, parallel, packed);
                     CHECK(worst_ratio(Yf, want, bound) <= 1.0);
                     CHECK(worst_ratio(Yb, want, bound) <= 1.0);
                 }
             }
+}
+
+}  // namespace
+
+TEST_CASE("gemm: AVX-512 f32 kernel against float64, f32 and bf16 weights")
+{
+    if (!kernels::has_avx512()) {
+        MESSAGE("skipped: this CPU has no AVX-512F/BW/VL/DQ");
+        return;
+    }
+    check_f32_kernel([](auto&&... a) { kernels::gemm_nt_avx512(a...); }, 11);
+}
+
+TEST_CASE("gemm: AVX2 f32 kernel against float64, f32 and bf16 weights")
+{
+    if (!kernels::has_avx2_fma()) {
+        MESSAGE("skipped: this CPU has no AVX2+FMA");
+        return;
+    }
+    check_f32_kernel([](auto&&... a) { kernels::gemm_nt_avx2(a...); }, 13);
 }
 
 TEST_CASE("gemm: AVX-512 BF16 kernel against float64 with activations rounded to bf16")

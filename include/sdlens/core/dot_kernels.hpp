@@ -99,27 +99,35 @@ __attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v)
 }
 
 // How far ahead of its reads a row kernel asks for the weights. The hardware's stream prefetcher
-// stops at every 4 KiB page, and a row is often about a page (2048 bf16 values are exactly one):
-// without help every row begins with misses to memory. 4 KiB ahead is the next row of such a
-// matrix. On the 2 threads of an Ice Lake server, bench_forward's row_products (1.6 GB of rows
-// of 2048, median of 5) went from 13.4 to 20.4 GiB/s for bf16 and from 15.9 to 19.2 for f32;
-// 1 KiB ahead gained about half as much, 8 KiB no more. A prefetch never faults, so asking past
-// the last row is harmless; the address is formed as an integer so that no out-of-range pointer
-// is ever made.
-constexpr std::uintptr_t prefetch_ahead_bytes = 4096;
-
-inline void prefetch_ahead(const void* p)
+// of Intel cores stops at every 4 KiB page, and a row is often about a page (2048 bf16 values are
+// exactly one): without help every row begins with misses to memory. 4 KiB ahead is the next row
+// of such a matrix. On the 2 threads of an Ice Lake server, bench_forward's row_products (1.6 GB
+// of rows of 2048, median of 5) went from 13.4 to 20.4 GiB/s for bf16 and from 15.9 to 19.2 for
+// f32; 1 KiB ahead gained about half as much, 8 KiB no more. AMD's prefetchers need no help, and
+// software prefetches only take load slots there: on 2 threads of an AMD EPYC (Zen 3, AVX2 only)
+// f32 rows of 2048 streamed at 36.3 GB/s without them, 34.8 / 31.7 / 29.3 / 28.4 GB/s with them
+// 1 / 2 / 4 / 8 KiB ahead. So AMD CPUs get none. A prefetch never faults, so asking past the last
+// row is harmless; the address is formed as an integer so that no out-of-range pointer is made.
+inline std::uintptr_t prefetch_ahead_bytes()
 {
-    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + prefetch_ahead_bytes), _MM_HINT_T0);
+    static const std::uintptr_t bytes = __builtin_cpu_is("amd") ? 0 : 4096;
+    return bytes;
+}
+
+// Asks for the line `ahead` bytes past p (prefetch_ahead_bytes(), read once per row by the caller).
+inline void prefetch_ahead(const void* p, std::uintptr_t ahead)
+{
+    if (ahead) _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + ahead), _MM_HINT_T0);
 }
 
 __attribute__((target("avx2,fma"))) inline float dot_f32_avx2(const float* w, const float* x, std::int64_t n)
 {
+    const std::uintptr_t ahead = prefetch_ahead_bytes();
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     std::int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        prefetch_ahead(w + i);  // the two cache lines of this step
-        prefetch_ahead(w + i + 16);
+        prefetch_ahead(w + i, ahead);  // the two cache lines of this step
+        prefetch_ahead(w + i + 16, ahead);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -139,10 +147,11 @@ __attribute__((target("avx2,fma"))) inline __m256 load_bf16x8(const std::uint16_
 
 __attribute__((target("avx2,fma"))) inline float dot_bf16_avx2(const std::uint16_t* w, const float* x, std::int64_t n)
 {
+    const std::uintptr_t ahead = prefetch_ahead_bytes();
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     std::int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        prefetch_ahead(w + i);  // the cache line of this step
+        prefetch_ahead(w + i, ahead);  // the cache line of this step
         a0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(load_bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(load_bf16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -244,85 +253,6 @@ __attribute__((target("avx2,fma"))) inline void axpy_f64_avx2(double a, const WT
         _mm256_storeu_pd(acc + i + 4, _mm256_fmadd_pd(av, load4d(w + i + 4), _mm256_loadu_pd(acc + i + 4)));
     }
     for (; i < n; ++i) acc[i] += a * double(load1(w + i));
-}
-
-// Y[t][n] += sum_{k in [k0, k1)} X[t][k] * W_n[k] for a tile of 4 rows of X and 4 weight rows:
-// 16 accumulators of 8 lanes, each weight and activation vector loaded once per step.
-template <class WT>
-__attribute__((target("avx2,fma"))) inline void tile_4x4_avx2(const float* const* x, const WT* const* w, std::int64_t k0,
-                                                              std::int64_t k1, float* const* y, std::int64_t n)
-{
-    __m256 acc[4][4];
-    for (auto& r : acc)
-        for (auto& a : r) a = _mm256_setzero_ps();
-    std::int64_t k = k0;
-    for (; k + 8 <= k1; k += 8) {
-        const __m256 w0 = load8(w[0] + k), w1 = load8(w[1] + k), w2 = load8(w[2] + k), w3 = load8(w[3] + k);
-        for (int t = 0; t < 4; ++t) {
-            const __m256 xv = _mm256_loadu_ps(x[t] + k);
-            acc[t][0] = _mm256_fmadd_ps(xv, w0, acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(xv, w1, acc[t][1]);
-            acc[t][2] = _mm256_fmadd_ps(xv, w2, acc[t][2]);
-            acc[t][3] = _mm256_fmadd_ps(xv, w3, acc[t][3]);
-        }
-    }
-    for (int t = 0; t < 4; ++t)
-        for (int j = 0; j < 4; ++j) {
-            float s = hsum_avx2(acc[t][j]);
-            for (std::int64_t kk = k; kk < k1; ++kk) s += x[t][kk] * load1(w[j] + kk);
-            y[t][n + j] += s;
-        }
-}
-
-// One tile of any shape up to 4 x 4 (the edges), one dot product at a time.
-template <class WT>
-__attribute__((target("avx2,fma"))) inline void tile_edge_avx2(const float* const* x, int nt, const WT* const* w, int nw,
-                                                               std::int64_t k0, std::int64_t k1, float* const* y, std::int64_t n)
-{
-    for (int t = 0; t < nt; ++t)
-        for (int j = 0; j < nw; ++j) {
-            __m256 a = _mm256_setzero_ps();
-            std::int64_t k = k0;
-            for (; k + 8 <= k1; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + k), load8(w[j] + k), a);
-            float s = hsum_avx2(a);
-            for (; k < k1; ++k) s += x[t][k] * load1(w[j] + k);
-            y[t][n + j] += s;
-        }
-}
-
-// Y (T x N, row stride ldy) = X (T x K, row stride ldx) times the transposes of N weight rows
-// given by pointers: a cache-blocked matrix product for builds without AVX2 (where Eigen's GEMM
-// uses SSE only). The caller splits N between threads.
-template <class WT>
-__attribute__((target("avx2,fma"))) inline void gemm_nt_avx2(const float* X, std::int64_t ldx, std::int64_t T,
-                                                             const WT* const* w, std::int64_t N, std::int64_t K, float* Y,
-                                                             std::int64_t ldy)
-{
-    constexpr std::int64_t kc = 512;  // 4 + 4 rows of 512 floats: the tile's operands fit in L1
-    for (std::int64_t t = 0; t < T; ++t)
-        for (std::int64_t n = 0; n < N; ++n) Y[t * ldy + n] = 0.0f;
-    for (std::int64_t k0 = 0; k0 < K; k0 += kc) {
-        const std::int64_t k1 = k0 + kc < K ? k0 + kc : K;
-        for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
-            const int nt = static_cast<int>(T - t0 < 4 ? T - t0 : 4);
-            const float* x[4];
-            float* y[4];
-            for (int i = 0; i < 4; ++i) {
-                const std::int64_t t = t0 + (i < nt ? i : 0);
-                x[i] = X + t * ldx;
-                y[i] = Y + t * ldy;
-            }
-            std::int64_t n = 0;
-            if (nt == 4)
-                for (; n + 4 <= N; n += 4) tile_4x4_avx2(x, w + n, k0, k1, y, n);
-            if (n < N || nt < 4) {
-                for (; n < N; n += 4) {
-                    const int nw = static_cast<int>(N - n < 4 ? N - n : 4);
-                    tile_edge_avx2(x, nt, w + n, nw, k0, k1, y, n);
-                }
-            }
-        }
-    }
 }
 
 inline bool has_avx2_fma()

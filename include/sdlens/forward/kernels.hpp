@@ -76,18 +76,16 @@ inline float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.707106
 namespace detail {
 
 // Y (m x n, row stride ldy) = A (m x k, row stride lda) B^T, where B has n rows of k floats
-// b, b + ldb, ...: by the AVX-512 kernel when the CPU has it, by Eigen otherwise. One thread.
+// b, b + ldb, ...: by the packed AVX-512 or AVX2 kernel when the CPU has one, by Eigen otherwise.
+// One thread.
 template <class = void>  // compiled where it is called (core/compiled.hpp)
 void product_nt(const float* A, std::int64_t lda, std::int64_t m, const float* B, std::int64_t ldb, std::int64_t n,
                 std::int64_t k, float* Y, std::int64_t ldy, kernels::gemm_workspace& ws)
 {
 #ifdef SDLENS_X86_DISPATCH
-    if (kernels::has_avx512()) {
-        std::vector<const float*> rows(static_cast<std::size_t>(n));
-        for (std::int64_t j = 0; j < n; ++j) rows[static_cast<std::size_t>(j)] = B + j * ldb;
-        kernels::gemm_nt_avx512(A, lda, m, rows.data(), n, k, Y, ldy, false, ws);
-        return;
-    }
+    std::vector<const float*> rows(static_cast<std::size_t>(n));
+    for (std::int64_t j = 0; j < n; ++j) rows[static_cast<std::size_t>(j)] = B + j * ldb;
+    if (kernels::gemm_nt(A, lda, m, rows.data(), n, k, Y, ldy, false, ws)) return;
 #endif
     using strided = Eigen::Map<const row_matrix<float>, 0, Eigen::OuterStride<>>;
     Eigen::Map<row_matrix<float>, 0, Eigen::OuterStride<>> y(Y, m, n, Eigen::OuterStride<>(ldy));

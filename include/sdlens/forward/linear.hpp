@@ -1,9 +1,10 @@
 #pragma once
-// Y = X W^T for a stored weight W seen through a matrix_view. Weights that already are f32 in
-// memory (one run of rows, or of columns for a transposed tensor) are read in place through an
-// Eigen::Map; other dtypes are decoded, the whole matrix into a reused buffer when X has many
-// rows (the decode is then small next to the product), a few rows at a time otherwise (one
-// token: the product is as cheap as the decode, and a full copy would double memory traffic).
+// Y = X W^T for a stored weight W seen through a matrix_view. Stored rows of f32 and bf16 are read
+// in place by the dot and packed-product kernels, rows of f16 and GGUF blocks (Q8_0, Q4_0, Q4_K,
+// Q6_K) by the block kernels, which decode a block at a time inside the product: no decoded copy
+// of a matrix. Only what those cannot read (transposed non-f32 tensors; a CPU without AVX2 for
+// many rows of X) is decoded, the whole matrix into a reused buffer when X has many rows (the
+// decode is then small next to the product), a few rows at a time otherwise.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -16,6 +17,7 @@
 #include "sdlens/core/error.hpp"
 #include "sdlens/core/dot_kernels.hpp"
 #include "sdlens/core/gemm_kernels.hpp"
+#include "sdlens/core/quant_kernels.hpp"
 #include "sdlens/model/matrix_view.hpp"
 
 namespace sdlens {
@@ -69,9 +71,9 @@ void decode_matrix(const matrix_view& w, row_matrix<float>& buf)
 }
 
 #ifdef SDLENS_X86_DISPATCH
-// Y = X W^T for a view with plain rows by the AVX-512 kernels (rounding X to bf16 first when
-// asked to and the weights are bf16), or by the AVX2 one in builds without AVX2 (where Eigen's
-// GEMM is SSE-only); false when the CPU has neither, and Eigen is left to do it.
+// Y = X W^T for a view with plain rows by the packed AVX-512 or AVX2 kernels (with bf16
+// activations when asked to, the weights are bf16 and the CPU has AVX512-BF16); false when the
+// CPU has neither, and Eigen is left to do it.
 template <class WT>
 bool gemm_stored_rows(const row_matrix<float>& X, const matrix_view& w, row_matrix<float>& Y, bool bf16_activations,
                       kernels::gemm_workspace& ws)
@@ -86,22 +88,24 @@ bool gemm_stored_rows(const row_matrix<float>& X, const matrix_view& w, row_matr
             return true;
         }
     }
-    if (kernels::has_avx512()) {
-        kernels::gemm_nt_avx512(X.data(), K, T, rows.data(), n, K, Y.data(), n, parallel, ws);
-        return true;
-    }
-#ifndef __AVX2__
-    if (kernels::has_avx2_fma()) {
-        constexpr std::int64_t block = 64;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-        for (std::int64_t r0 = 0; r0 < n; r0 += block)
-            kernels::gemm_nt_avx2(X.data(), K, T, rows.data() + r0, std::min(block, n - r0), K, Y.data() + r0, n);
-        return true;
-    }
-#endif
-    return false;
+    return kernels::gemm_nt(X.data(), K, T, rows.data(), n, K, Y.data(), n, parallel, ws);
 }
 #endif
+
+// The format of a view's stored rows when the block kernels (core/quant_kernels.hpp) read them in
+// place: f16, Q8_0, Q4_0, Q4_K or Q6_K rows, not transposed.
+inline bool block_rows_format(const matrix_view& w, kernels::row_format& f)
+{
+    if (w.transposed) return false;
+    switch (w.tensor->type) {
+    case dtype::f16: f = kernels::row_format::f16; return true;
+    case dtype::q8_0: f = kernels::row_format::q8_0; return true;
+    case dtype::q4_0: f = kernels::row_format::q4_0; return true;
+    case dtype::q4_k: f = kernels::row_format::q4_k; return true;
+    case dtype::q6_k: f = kernels::row_format::q6_k; return true;
+    default: return false;
+    }
+}
 
 // Below this many rows of X, products go through the row-blocked GEMV path.
 constexpr std::int64_t gemv_max_rows = 4;
@@ -127,6 +131,14 @@ void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_m
         if (has_plain_rows(w) && (w.tensor->type == dtype::f32 ? gemm_stored_rows<float>(X, w, Y, bf16_activations, ws)
                                                                 : gemm_stored_rows<std::uint16_t>(X, w, Y, bf16_activations, ws)))
             return;
+        kernels::row_format format;
+        if (block_rows_format(w, format)) {
+            std::vector<const std::byte*> rows(static_cast<std::size_t>(w.rows));
+            for_each_stored_row(w, 0, w.rows, [&](std::int64_t r, const std::byte* p) { rows[static_cast<std::size_t>(r)] = p; });
+            if (kernels::gemm_nt_rows(X.data(), X.cols(), T, format, rows.data(), w.rows, w.cols, Y.data(), w.rows,
+                                      w.rows * w.cols >= parallel_min_weights, ws))
+                return;
+        }
 #endif
         // Eigen runs the GEMM on all OpenMP threads.
         if (is_f32_in_place(w)) {
@@ -151,6 +163,23 @@ void multiply_transposed(const row_matrix<float>& X, const matrix_view& w, row_m
                     Y(t, r) = bf16 ? kernels::dot_bf16(reinterpret_cast<const std::uint16_t*>(p), x, cols)
                                    : kernels::dot_f32(reinterpret_cast<const float*>(p), x, cols);
                 }
+            });
+        }
+        return;
+    }
+    kernels::row_format format;
+    if (block_rows_format(w, format)) {
+        // Each stored row's blocks decoded and used at once (core/quant_kernels.hpp).
+        row_matrix<float> sums;
+        if (format == kernels::row_format::q4_k) {
+            sums.resize(T, cols / 32);
+            for (std::int64_t t = 0; t < T; ++t) kernels::sums_of_32(X.row(t).data(), cols, sums.row(t).data());
+        }
+#pragma omp parallel for schedule(static) if (rows * cols >= parallel_min_weights)
+        for (std::int64_t r0 = 0; r0 < rows; r0 += block) {
+            for_each_stored_row(w, r0, std::min(block, rows - r0), [&](std::int64_t r, const std::byte* p) {
+                for (std::int64_t t = 0; t < T; ++t)
+                    Y(t, r) = kernels::dot_row(format, p, X.row(t).data(), cols, sums.size() ? sums.row(t).data() : nullptr);
             });
         }
         return;

@@ -107,13 +107,12 @@ inline bool has_plain_rows(const matrix_view& w)
                              (t == dtype::bf16 && addr % alignof(std::uint16_t) == 0));
 }
 
-// Calls fn(canonical row, pointer to its stored elements) for rows [r0, r0 + n) of a view with
-// plain rows.
+// Calls fn(canonical row, pointer to its stored bytes) for rows [r0, r0 + n) of a view that is
+// not transposed (each canonical row is a stored row, of whole blocks for the block formats).
 template <class Fn>
 void for_each_stored_row(const matrix_view& w, std::int64_t r0, std::int64_t n, Fn&& fn)
 {
-    const std::int64_t elem = w.tensor->type == dtype::f32 ? 4 : 2;
-    const std::int64_t stride = w.tensor->cols() * elem;
+    const std::int64_t stride = bytes_for(w.tensor->type, w.tensor->cols());
     std::int64_t r = 0;
     for (const auto& u : w.runs) {
         const std::int64_t lo = std::max(r0, r), hi = std::min(r0 + n, r + u.count);

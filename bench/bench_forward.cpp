@@ -9,6 +9,16 @@
 //   BF16   104-128 vs 89-93   106-133 vs 83      11.4-13.9 vs 10.3-11  1682 vs 1683 MiB
 // llama.cpp on another CPU (with AVX512-BF16) measured F32 142.2 / 138.6 / 14.3 and BF16
 // 303.9 / 261.7 / 33.3: compare only numbers taken on one machine.
+// On a 2-core AMD EPYC (Zen 3: AVX2+FMA, no AVX-512), bench/vs_llama_cpp.sh, two rounds, sdlens vs
+// llama.cpp (upstream 0253fb21f, May 2026, GGML_NATIVE), tokens/s, ratio range over the rounds:
+//          pp128                     pp512                     generation
+//   F32    103 / 89 vs 83 / 82 1.08-1.24   109 / 96 vs 84 / 84 1.15-1.30   8.7 / 9.7 vs 11.9 / 11.5 0.73-0.85
+//   BF16   112 / 99 vs 77 / 77 1.29-1.45   112 / 97 vs 75 / 75 1.30-1.50   16.5 / 16.4 vs 17.9 / 18.0 0.91-0.92
+//   Q8_0   110 / 95 vs 94 / 96 1.00-1.17   111 / 96 vs 88 / 89 1.08-1.26   30.1 / 29.9 vs 30.7 / 30.3 0.98-0.99
+//   Q4_K   102 / 89 vs 114 / 110 0.81-0.89 111 / 94 vs 106 / 106 0.89-1.05 19.6 / 19.2 vs 41.6 / 45.1 0.43-0.47
+// (Q8_0 and Q4_K_M: llama-quantize's files of the same F32 GGUF, read by both programs.) Without
+// software prefetches on AMD (dot_kernels.hpp), generation went to F32 10.1 and BF16 19.0 in a
+// later run of this benchmark alone.
 //
 // The checkpoint is written once per process and dtype, under the temp dir, by a child process
 // (so the writer's buffers do not count in this process's peak RSS), and deleted at exit.
@@ -18,7 +28,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +48,8 @@
 #include <sdlens/analysis/fake_quantization.hpp>
 #include <sdlens/analysis/perplexity.hpp>
 #include <sdlens/forward/forward.hpp>
+#include <sdlens/io/gguf_writer.hpp>
+#include <sdlens/model/gguf_families.hpp>
 #include <sdlens/model/hf_writer.hpp>
 #include <sdlens/model/load.hpp>
 #include <sdlens/model/random_model.hpp>
@@ -73,13 +87,19 @@ struct temp_checkpoint {
 
 // Writes the checkpoint in a child process, so that the writer's buffers do not count in this
 // process's peak RSS.
+// Block-quantized dtypes are written as GGUF (model.gguf in dir), the others as safetensors.
 void write_in_child(const std::filesystem::path& dir, const model_config& c, dtype t)
 {
     const pid_t child = fork();
     if (child == 0) {
         int code = 0;
         try {
-            write_hf_checkpoint(dir.string(), c, random_weights(c, 1), t);
+            if (is_block_quantized(t)) {
+                std::filesystem::create_directories(dir);
+                write_gguf_checkpoint((dir / "model.gguf").string(), c, random_weights(c, 1), t);
+            } else {
+                write_hf_checkpoint(dir.string(), c, random_weights(c, 1), t);
+            }
         } catch (const std::exception& ex) {
             std::fprintf(stderr, "bench_forward: %s\n", ex.what());
             code = 1;
@@ -118,6 +138,17 @@ void reset_peak_rss()
     clear << "5";
 }
 
+// The GGUF file another program wrote for a quantized dtype, named by the environment
+// (SDLENS_BENCH_GGUF_Q8_0, SDLENS_BENCH_GGUF_Q4_K: bench/vs_llama_cpp.sh passes llama-quantize's
+// outputs, so both programs read one file); empty when unset.
+std::string given_gguf(dtype t)
+{
+    std::string name = std::string("SDLENS_BENCH_GGUF_") + dtype_name(t);
+    for (auto& ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    const char* v = std::getenv(name.c_str());
+    return v ? v : "";
+}
+
 // The loaded model of one dtype. Every dtype's file is written on first use, before this process
 // starts any OpenMP thread (a child of a process with an OpenMP thread pool must not use OpenMP),
 // and kept for the process's lifetime. One model is mapped at a time: switching dtype unmaps the
@@ -134,8 +165,9 @@ const model& bench_model(dtype t)
     if (cache.empty()) {
         std::random_device rd;
         const std::string tag = std::to_string(rd());
-        for (dtype d : {dtype::f32, dtype::bf16}) {
+        for (dtype d : {dtype::f32, dtype::bf16, dtype::q8_0, dtype::q4_k}) {
             auto& e = cache[d];
+            if (!given_gguf(d).empty()) continue;
             e.files.dir = std::filesystem::temp_directory_path() / ("sdlens-bench-" + tag + "-" + dtype_name(d));
             write_in_child(e.files.dir, bench_config(), d);
         }
@@ -144,7 +176,11 @@ const model& bench_model(dtype t)
     if (!e.m) {
         for (auto& other : cache) other.second.m.reset();
         reset_peak_rss();
-        e.m = std::make_unique<model>(load_model(e.files.dir.string()));
+        const std::string given = given_gguf(t);
+        const std::string path = !given.empty() ? given
+                                 : is_block_quantized(t) ? (e.files.dir / "model.gguf").string()
+                                                         : e.files.dir.string();
+        e.m = std::make_unique<model>(load_model(path));
         use_two_threads();
         forward(*e.m, {0});
     }
@@ -252,10 +288,17 @@ void row_products(benchmark::State& state, dtype t)
 {
     use_two_threads();
     const std::int64_t cols = 2048;
-    const std::int64_t rows = (bench::smoke() ? (std::int64_t(1) << 22) : std::int64_t(1600) << 20) / (cols * bytes_for(t, 1));
+    const std::int64_t rows = (bench::smoke() ? (std::int64_t(1) << 22) : std::int64_t(1600) << 20) / bytes_for(t, cols);
     std::vector<std::byte> bytes(static_cast<std::size_t>(rows * bytes_for(t, cols)));
     std::mt19937 rng(2);
-    if (t == dtype::bf16)
+    if (is_block_quantized(t)) {
+        std::vector<float> row(static_cast<std::size_t>(cols));
+        for (std::int64_t r = 0; r < rows; ++r) {
+            for (auto& v : row) v = static_cast<float>(rng() % 1000) / 1000.0f - 0.5f;
+            const std::vector<std::byte> enc = encode_values(t, row.data(), cols);
+            std::memcpy(bytes.data() + r * bytes_for(t, cols), enc.data(), enc.size());
+        }
+    } else if (t == dtype::bf16)
         for (std::size_t i = 0; i + 1 < bytes.size(); i += 2) {
             const std::uint16_t b = float_to_bf16(static_cast<float>(rng() % 1000) / 1000.0f);
             std::memcpy(bytes.data() + i, &b, 2);
@@ -283,6 +326,12 @@ BENCHMARK_CAPTURE(generation, f32, sdlens::dtype::f32)->Unit(benchmark::kMillise
 BENCHMARK_CAPTURE(prompt_processing, bf16, sdlens::dtype::bf16, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(prompt_processing, bf16_act, sdlens::dtype::bf16, true)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(generation, bf16, sdlens::dtype::bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(row_products, q8_0, sdlens::dtype::q8_0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(row_products, q4_k, sdlens::dtype::q4_k)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(prompt_processing, q8_0, sdlens::dtype::q8_0, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(generation, q8_0, sdlens::dtype::q8_0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(prompt_processing, q4_k, sdlens::dtype::q4_k, false)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(generation, q4_k, sdlens::dtype::q4_k)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(quant_eval_window, bf16/none, sdlens::dtype::bf16, sdlens::quant_method::none)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(quant_eval_window, bf16/rtn, sdlens::dtype::bf16, sdlens::quant_method::rtn)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(quant_eval_window, f32/none, sdlens::dtype::f32, sdlens::quant_method::none)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
